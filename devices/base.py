@@ -1,0 +1,170 @@
+"""The device adapter interface and the latency report (schema `edge-latency-report/1`).
+
+A target profile (devices/targets/<name>.toml) names an adapter; the adapter registry in
+devices/registry.py maps that name to a DeviceAdapter subclass.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as _dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pipeline.errors import PipelineError
+
+SCHEMA = "edge-latency-report/1"
+
+LATENCY_KEYS = ("init", "first", "mean", "median", "p90", "p99", "min", "max", "std")
+REPORT_KEYS = (
+    "schema", "created", "target", "artifact", "runtime", "runs", "latency_ms", "memory",
+    "instructions", "accuracy", "budget",
+)
+
+
+class DeviceError(PipelineError):
+    """The device is unreachable or failed on its side. Exit code 3."""
+
+    exit_code = 3
+
+
+@dataclass(frozen=True)
+class Budget:
+    latency_ms: float | None = None
+    latency_stat: str = "median"  # "median" or "p90"
+    min_accuracy: float | None = None
+    flash_kb: float | None = None
+    ram_kb: float | None = None
+    max_regression: float | None = None  # fraction, against a baseline report
+
+
+@dataclass(frozen=True)
+class TargetProfile:
+    """A parsed devices/targets/<name>.toml."""
+
+    name: str
+    adapter: str
+    description: str
+    artifact_format: str  # "tflite" | "onnx" | "c"
+    artifact_precision: str  # "fp32" | "fp16" | "dynamic" | "int8"
+    runtime: str  # "litert" | "onnxruntime" | "benchmark_model" | "c"
+    threads: int
+    connection: dict[str, Any] = field(default_factory=dict)
+    budget: Budget = Budget()
+    extra: dict[str, Any] = field(default_factory=dict)
+    needs: str = ""  # what the user needs to run it, shown by `make targets`
+
+    @property
+    def artifact_file(self) -> str:
+        suffix = "" if self.artifact_precision == "fp32" else f"_{self.artifact_precision}"
+        if self.artifact_format == "c":
+            return "model"
+        return f"model{suffix}.{self.artifact_format}"
+
+
+@dataclass(frozen=True)
+class BenchmarkSettings:
+    warmup: int = 10
+    runs: int = 50
+    threads: int = 1
+    op_profiling: bool = False
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A dist/<target>/ folder: manifest.json, labels.txt, inputs.npz and the artifact."""
+
+    root: Path
+    artifact: str  # file (or folder) name inside root
+
+    @property
+    def artifact_path(self) -> Path:
+        return self.root / self.artifact
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def inputs_path(self) -> Path:
+        return self.root / "inputs.npz"
+
+
+def empty_latency() -> dict[str, float | None]:
+    return {key: None for key in LATENCY_KEYS}
+
+
+@dataclass
+class LatencyReport:
+    """One profiling run; `to_dict()` gives exactly the keys of edge-latency-report/1."""
+
+    target: dict[str, Any]
+    artifact: dict[str, Any]
+    runtime: dict[str, Any]
+    runs: dict[str, int]
+    latency_ms: dict[str, float | None]
+    memory: dict[str, float | None] = field(
+        default_factory=lambda: {"peak_rss_mb": None, "arena_bytes": None, "flash_bytes": None}
+    )
+    instructions: dict[str, Any] | None = None
+    accuracy: dict[str, Any] = field(
+        default_factory=lambda: {"top1": None, "reference_top1": None, "samples": 0}
+    )
+    budget: dict[str, Any] = field(
+        default_factory=lambda: {"limits": {}, "passed": None, "violations": []}
+    )
+    extra: dict[str, Any] = field(default_factory=dict)
+    created: str = field(
+        default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        document = {
+            "schema": SCHEMA,
+            "created": self.created,
+            "target": self.target,
+            "artifact": self.artifact,
+            "runtime": self.runtime,
+            "runs": self.runs,
+            "latency_ms": self.latency_ms,
+            "memory": self.memory,
+            "instructions": self.instructions,
+            "accuracy": self.accuracy,
+            "budget": self.budget,
+        }
+        if self.extra:
+            document["extra"] = self.extra
+        return document
+
+
+class DeviceAdapter(abc.ABC):
+    """Deploys a bundle to one device and profiles it.
+
+    Lifecycle: check() -> supports(artifact) -> deploy(bundle) -> benchmark(settings) ->
+    cleanup(). check() fails fast with a DeviceError that says what is missing and how to
+    fix it; cleanup() is safe to call more than once and after a failure.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, profile: TargetProfile) -> None:
+        self.profile = profile
+
+    @abc.abstractmethod
+    def check(self) -> None: ...
+
+    def supports(self, artifact_format: str, precision: str) -> bool:
+        return (artifact_format, precision) == (
+            self.profile.artifact_format,
+            self.profile.artifact_precision,
+        )
+
+    @abc.abstractmethod
+    def deploy(self, bundle: Bundle) -> None: ...
+
+    @abc.abstractmethod
+    def benchmark(self, settings: BenchmarkSettings) -> LatencyReport: ...
+
+    def cleanup(self) -> None:  # noqa: B027 - optional hook
+        """Remove what deploy() left on the device."""

@@ -1,0 +1,271 @@
+"""Typed pipeline configuration: a TOML file plus `--set section.key=value` overrides.
+
+Every section is a frozen dataclass; a field's metadata says what values it allows, so
+validation and error messages come from one table instead of hand-written checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "default.toml"
+
+
+def choice(default: Any, *allowed: Any) -> Any:
+    return field(default=default, metadata={"choices": allowed})
+
+
+def bounded(default: Any, low: float | None = None, high: float | None = None) -> Any:
+    return field(default=default, metadata={"range": (low, high)})
+
+
+def subset(default: tuple[str, ...], *allowed: str) -> Any:
+    return field(default=default, metadata={"subset": allowed})
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = "mnist5k"
+    seed: int = 0
+    validation_split: float = bounded(0.1, 0.0, 0.5)
+    test_split: float = bounded(0.2, 0.05, 0.5)
+    bundle_samples: int = bounded(200, 1, 10_000)  # test samples shipped in inputs.npz
+
+
+@dataclass(frozen=True)
+class TrainingSection:
+    """Fields shared by every stage that trains a network."""
+
+    model: str = "seed_teacher"
+    width: float = bounded(1.0, 0.05, 8.0)
+    batch_norm: bool = False
+    epochs: int = bounded(10, 1, 10_000)
+    batch_size: int = bounded(64, 1, 65_536)
+    learning_rate: float = bounded(0.002, 1e-7, 10.0)
+    optimizer: str = choice("adam", "adam", "sgd")
+    schedule: str = choice("cosine", "cosine", "constant", "step")
+    augment: bool = False
+    early_stopping_patience: int = bounded(4, 0, 1000)
+
+
+@dataclass(frozen=True)
+class TeacherConfig(TrainingSection):
+    pass
+
+
+@dataclass(frozen=True)
+class StudentConfig(TrainingSection):
+    model: str = "seed_student"
+    loss: str = choice("kd", "kd", "soft_ce")
+    temperature: float = bounded(4.0, 0.1, 100.0)
+    alpha: float = bounded(0.1, 0.0, 1.0)
+    baseline: bool = False
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    method: str = choice("channel", "channel", "magnitude", "m_by_n", "none")
+    criterion: str = choice("l1", "l1", "apoz", "bn_scale")
+    ratio: float = bounded(0.5, 0.0, 0.95)
+    threshold: float = bounded(0.0, 0.0, 1.0)  # > 0 selects by the criterion's rule instead
+    scope: str = choice("layer", "layer", "global")
+    min_channels: int = bounded(2, 1, 4096)
+    round_to: int = choice(1, 1, 2, 4, 8, 16, 32)
+    finetune: str = choice("kd", "finetune", "retrain", "kd")
+    finetune_epochs: int = bounded(4, 0, 10_000)
+    learning_rate: float = bounded(0.001, 1e-7, 10.0)
+    iterations: int = bounded(1, 1, 100)
+    slimming_penalty: float = bounded(0.0, 0.0, 1.0)
+    sample_size: int = bounded(512, 16, 100_000)  # training samples for apoz
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    formats: tuple[str, ...] = subset(("tflite", "onnx"), "tflite", "onnx")
+    precisions: tuple[str, ...] = subset(
+        ("fp32", "fp16", "dynamic", "int8"), "fp32", "fp16", "dynamic", "int8"
+    )
+    representative_samples: int = bounded(200, 1, 100_000)
+    opset: int = bounded(17, 13, 21)
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    max_accuracy_drop: float = bounded(1.0, 0.0, 100.0)  # points of top-1
+    min_float_agreement: float = bounded(0.995, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    warmup: int = bounded(10, 0, 100_000)
+    runs: int = bounded(50, 1, 1_000_000)
+    threads: int = bounded(0, 0, 256)  # 0 = the target profile's thread count
+    op_profiling: bool = False
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    data: DataConfig = DataConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    student: StudentConfig = StudentConfig()
+    prune: PruneConfig = PruneConfig()
+    export: ExportConfig = ExportConfig()
+    validate: ValidateConfig = ValidateConfig()
+    profile: ProfileConfig = ProfileConfig()
+    target_overrides: tuple[tuple[str, str], ...] = ()  # `--set target.x=y`, for the profile
+
+    def section(self, name: str) -> Any:
+        return getattr(self, name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: section_to_dict(getattr(self, name)) for name in SECTION_NAMES}
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(canonical_json(self.to_dict()).encode()).hexdigest()[:16]
+
+
+SECTION_NAMES = ("data", "teacher", "student", "prune", "export", "validate", "profile")
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def section_to_dict(section: Any) -> dict[str, Any]:
+    return {
+        f.name: list(v) if isinstance(v := getattr(section, f.name), tuple) else v
+        for f in dataclasses.fields(section)
+    }
+
+
+def load_config(
+    path: Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> PipelineConfig:
+    """Read a TOML file (default: configs/default.toml) and apply `section.key=value` items."""
+    raw = _read_toml(Path(path) if path else DEFAULT_CONFIG)
+    target_overrides: list[tuple[str, str]] = []
+    for item in overrides:
+        key, value = _split_override(item)
+        section_name, _, field_name = key.partition(".")
+        if section_name == "target":
+            target_overrides.append((field_name, value))
+            continue
+        raw.setdefault(section_name, {})[field_name] = _parse_value(value)
+    return build_config(raw, tuple(target_overrides))
+
+
+def build_config(
+    raw: dict[str, Any], target_overrides: tuple[tuple[str, str], ...] = ()
+) -> PipelineConfig:
+    unknown = sorted(set(raw) - set(SECTION_NAMES))
+    if unknown:
+        raise ConfigError(
+            f"unknown config section [{unknown[0]}]; expected one of {', '.join(SECTION_NAMES)}"
+        )
+    hints = typing.get_type_hints(PipelineConfig)
+    sections = {
+        name: _build_section(name, hints[name], raw.get(name, {})) for name in SECTION_NAMES
+    }
+    return PipelineConfig(**sections, target_overrides=target_overrides)
+
+
+def _build_section(section_name: str, cls: type, values: Any) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"[{section_name}] must be a table of keys, got {values!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in values:
+        if key not in fields:
+            raise ConfigError(
+                f"unknown key {section_name}.{key}; expected one of {', '.join(sorted(fields))}"
+            )
+    checked = {
+        key: _check_value(f"{section_name}.{key}", hints[key], fields[key].metadata, value)
+        for key, value in values.items()
+    }
+    return cls(**checked)
+
+
+def _check_value(key: str, annotation: Any, metadata: Any, value: Any) -> Any:
+    value = _coerce_type(key, annotation, value)
+    if "choices" in metadata and value not in metadata["choices"]:
+        allowed = ", ".join(repr(c) for c in metadata["choices"])
+        raise ConfigError(f"{key} = {value!r} is not allowed; expected one of {allowed}")
+    if "subset" in metadata:
+        bad = [item for item in value if item not in metadata["subset"]]
+        if bad or not value:
+            allowed = ", ".join(repr(c) for c in metadata["subset"])
+            raise ConfigError(
+                f"{key} = {list(value)!r} is not allowed; expected a non-empty list of {allowed}"
+            )
+    if "range" in metadata:
+        low, high = metadata["range"]
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ConfigError(
+                f"{key} = {value!r} is out of range; expected a value from {low} to {high}"
+            )
+    return value
+
+
+def _coerce_type(key: str, annotation: Any, value: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key} = {value!r} has the wrong type; expected a list of strings")
+        return tuple(value)
+    if origin in (typing.Union, types.UnionType):
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is bool and not isinstance(value, bool):
+        raise ConfigError(f"{key} = {value!r} has the wrong type; expected true or false")
+    if annotation is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{key} = {value!r} has the wrong type; expected an integer")
+    if not isinstance(value, annotation):
+        raise ConfigError(
+            f"{key} = {value!r} has the wrong type; expected {annotation.__name__}"
+        )
+    return value
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"config file {path} not found (hint: pass an existing file, e.g. {DEFAULT_CONFIG})"
+        ) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def _split_override(item: str) -> tuple[str, str]:
+    key, separator, value = item.partition("=")
+    if not separator or "." not in key or not key.split(".", 1)[1]:
+        raise ConfigError(
+            f"override {item!r} is not of the form section.key=value "
+            "(hint: e.g. --set teacher.epochs=5)"
+        )
+    return key.strip(), value.strip()
+
+
+def _parse_value(text: str) -> Any:
+    """TOML syntax when it parses (numbers, booleans, lists, quoted strings), else a string."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text

@@ -1,0 +1,59 @@
+"""One root error; one subclass per layer. Each carries the process exit code.
+
+Exit codes (DESIGN.md): 0 ok, 1 a check broke (budget, accuracy), 2 usage/config/input
+error, 3 device unreachable or device-side failure.
+"""
+
+
+class PipelineError(Exception):
+    """Root of every error the pipeline reports to a user. Message: what, expected, hint."""
+
+    exit_code = 1
+
+
+class ConfigError(PipelineError):
+    exit_code = 2
+
+
+class DataError(PipelineError):
+    exit_code = 2
+
+
+class ModelError(PipelineError):
+    exit_code = 2
+
+
+class CacheError(PipelineError):
+    exit_code = 1
+
+
+class StageError(PipelineError):
+    exit_code = 1
+
+
+class PruningError(PipelineError):
+    exit_code = 2
+
+
+class ExportError(PipelineError):
+    exit_code = 1
+
+
+class ArtifactError(PipelineError):
+    """An artifact file is missing, truncated or not the format it claims."""
+
+    exit_code = 2
+
+
+class ValidationError(PipelineError):
+    """An artifact lost more accuracy than `validate.max_accuracy_drop` allows."""
+
+    exit_code = 1
+
+
+class RuntimeNotFoundError(PipelineError):
+    exit_code = 2
+
+
+class BudgetError(PipelineError):
+    exit_code = 1

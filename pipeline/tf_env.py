@@ -1,0 +1,19 @@
+"""The one place TensorFlow is imported.
+
+tensorflow-model-optimization needs Keras 2 (`tf_keras`), and TensorFlow picks the Keras
+flavour at import time, so the variable must be set before the first `import tensorflow`.
+Every module that needs TF does `from pipeline.tf_env import tf, keras`.
+"""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # bit-stable float results across runs
+
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+tf.get_logger().setLevel("ERROR")
+
+__all__ = ["tf", "keras"]
