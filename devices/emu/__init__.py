@@ -1,0 +1,1 @@
+"""The aarch64 sysroot for the rpi-emu target (see build_sysroot.py)."""

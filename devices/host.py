@@ -1,0 +1,216 @@
+"""The `host` adapter, and the bench_runner.py protocol the SSH adapter shares with it.
+
+The host adapter runs devices/bench_runner.py in a subprocess with this same python, so the
+host's numbers come from exactly the code the Raspberry Pi runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from devices.base import (
+    BenchmarkSettings,
+    Bundle,
+    DeviceAdapter,
+    DeviceError,
+    LatencyReport,
+    TargetProfile,
+)
+from pipeline.errors import ArtifactError
+from pipeline.fsutil import sha256_file
+
+RUNNER_PATH = Path(__file__).resolve().with_name("bench_runner.py")
+
+# bench_runner.py error kind -> how we explain it (the runner's own message and hint follow)
+RUNNER_ERRORS: dict[str, str] = {
+    "numpy_missing": "numpy is not installed for the device's python",
+    "no_runtime": "no inference runtime is installed on the device",
+    "bad_model": "the runtime could not load the artifact",
+    "bad_inputs": "the bundle's inputs.npz could not be read on the device",
+    "inference_failed": "inference failed on the device",
+    "usage": "bench_runner.py was called with bad arguments",
+}
+
+# profile runtime -> python modules that provide it (the first importable one is used)
+RUNTIME_MODULES: dict[str, tuple[str, ...]] = {
+    "litert": ("ai_edge_litert.interpreter", "tflite_runtime.interpreter"),
+    "onnxruntime": ("onnxruntime",),
+}
+RUNTIME_PACKAGES: dict[str, str] = {"litert": "ai-edge-litert", "onnxruntime": "onnxruntime"}
+
+
+def runner_arguments(model: str, inputs: str, settings: BenchmarkSettings) -> list[str]:
+    return ["--model", model, "--inputs", inputs, "--warmup", str(settings.warmup),
+            "--runs", str(settings.runs), "--threads", str(settings.threads)]
+
+
+def parse_runner_output(where: str, returncode: int, stdout: str, stderr: str) -> dict:
+    """The runner's JSON document, or a DeviceError that says what failed on `where`."""
+    if returncode == 0:
+        try:
+            return json.loads(stdout.strip().splitlines()[-1])
+        except (json.JSONDecodeError, IndexError) as exc:
+            raise DeviceError(f"{where}: bench_runner.py printed no JSON document "
+                              f"(stdout: {stdout[-500:]!r}) (hint: is the device's python3 "
+                              "3.8 or newer?)") from exc
+    error = _runner_error(stderr)
+    if error and error.get("error") in RUNNER_ERRORS:
+        hint = error.get("hint") or "see the message"
+        raise DeviceError(f"{where}: {RUNNER_ERRORS[error['error']]}: {error.get('message')} "
+                          f"(hint: {hint})")
+    raise DeviceError(f"{where}: bench_runner.py crashed with exit code {returncode}; its "
+                      f"stderr:\n{stderr.strip()[-3000:]}\n(hint: run it by hand on the device "
+                      "with the same arguments)")
+
+
+def _runner_error(stderr: str) -> dict | None:
+    for line in reversed(stderr.strip().splitlines()):
+        try:
+            document = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        return document if isinstance(document, dict) else None
+    return None
+
+
+def bundle_files(bundle: Bundle) -> dict[str, Path]:
+    """The files a device needs: artifact and inputs, checked against the manifest."""
+    files = {bundle.artifact: bundle.artifact_path, "inputs.npz": bundle.inputs_path}
+    for name, path in files.items():
+        if not path.is_file():
+            raise ArtifactError(f"bundle {bundle.root} has no {name} (hint: build it with "
+                                "`make artifacts TARGETS=...` for this target)")
+    expected = _manifest_hashes(bundle)
+    for name, path in files.items():
+        if name in expected and sha256_file(path) != expected[name]:
+            raise ArtifactError(f"{path} does not match the sha256 in {bundle.manifest_path} "
+                                "(hint: the bundle was modified; rebuild it)")
+    return files
+
+
+def read_manifest(bundle: Bundle) -> dict:
+    if not bundle.manifest_path.is_file():
+        return {}
+    try:
+        return json.loads(bundle.manifest_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{bundle.manifest_path} is not valid JSON: {exc} "
+                            "(hint: rebuild the bundle)") from exc
+
+
+def _manifest_hashes(bundle: Bundle) -> dict[str, str]:
+    return {entry["path"]: entry["sha256"] for entry in read_manifest(bundle).get("files", [])
+            if isinstance(entry, dict) and "path" in entry and "sha256" in entry}
+
+
+def reference_top1(bundle: Bundle) -> float | None:
+    """The validation stage's accuracy of this artifact, from the manifest."""
+    artifacts = (read_manifest(bundle).get("metrics") or {}).get("artifacts") or {}
+    return (artifacts.get(bundle.artifact) or {}).get("top1")
+
+
+def artifact_section(bundle: Bundle, profile: TargetProfile) -> dict[str, Any]:
+    return {"file": bundle.artifact, "sha256": sha256_file(bundle.artifact_path),
+            "bytes": bundle.artifact_path.stat().st_size, "format": profile.artifact_format,
+            "precision": profile.artifact_precision}
+
+
+def report_from_runner(
+    profile: TargetProfile,
+    bundle: Bundle,
+    document: dict,
+    device: dict[str, Any],
+    emulated: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> LatencyReport:
+    outputs = document.get("outputs") or {}
+    runner_extra = {"cpu": document.get("cpu"), "runner_version": document.get("runner_version"),
+                    "outputs_sha256": outputs.get("sha256"), "outputs_dtype": outputs.get("dtype"),
+                    "outputs_shape": outputs.get("shape")}
+    return LatencyReport(
+        target={"name": profile.name, "adapter": profile.adapter, "device": device,
+                "emulated": emulated},
+        artifact=artifact_section(bundle, profile),
+        runtime={"name": document["runtime"]["name"], "version": document["runtime"]["version"],
+                 "threads": document["threads"], "delegate": None},
+        runs={"warmup": document["runs"]["warmup"], "measured": document["runs"]["measured"]},
+        latency_ms={key: float(value) for key, value in document["latency_ms"].items()},
+        memory={"peak_rss_mb": document.get("peak_rss_mb"), "arena_bytes": None,
+                "flash_bytes": None},
+        accuracy={"top1": document["accuracy"]["top1"], "reference_top1": reference_top1(bundle),
+                  "samples": document["accuracy"]["samples"]},
+        extra={**runner_extra, **(extra or {})},
+    )
+
+
+def run_runner_locally(python: list[str], model: Path, inputs: Path,
+                       settings: BenchmarkSettings, timeout: float, where: str) -> dict:
+    command = [*python, str(RUNNER_PATH), *runner_arguments(str(model), str(inputs), settings)]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise DeviceError(f"{where}: bench_runner.py did not finish within {timeout:g} s "
+                          "(hint: lower [profile] runs, or raise connection.timeout_s)") from exc
+    return parse_runner_output(where, result.returncode, result.stdout, result.stderr)
+
+
+class HostAdapter(DeviceAdapter):
+    name = "host"
+
+    def __init__(self, profile: TargetProfile) -> None:
+        super().__init__(profile)
+        self.bundle: Bundle | None = None
+
+    def check(self) -> None:
+        modules = RUNTIME_MODULES.get(self.profile.runtime)
+        if modules is None:
+            raise DeviceError(f"{self.profile.name}: the host adapter cannot run runtime "
+                              f"{self.profile.runtime!r}; expected one of "
+                              f"{', '.join(RUNTIME_MODULES)} (hint: fix [runtime] name)")
+        if importlib.util.find_spec("numpy") is None:
+            raise DeviceError(f"{self.profile.name}: numpy is not installed for "
+                              f"{sys.executable} (hint: pip install numpy)")
+        if not any(_module_available(module) for module in modules):
+            package = RUNTIME_PACKAGES[self.profile.runtime]
+            raise DeviceError(f"{self.profile.name}: none of {', '.join(modules)} is "
+                              f"importable by {sys.executable} (hint: pip install {package})")
+
+    def supports(self, artifact_format: str, precision: str) -> bool:
+        return artifact_format in ("tflite", "onnx") and super().supports(artifact_format,
+                                                                          precision)
+
+    def deploy(self, bundle: Bundle) -> None:
+        bundle_files(bundle)  # nothing to copy; still verify the bundle against its manifest
+        self.bundle = bundle
+
+    def benchmark(self, settings: BenchmarkSettings) -> LatencyReport:
+        if self.bundle is None:
+            raise DeviceError(f"{self.profile.name}: benchmark() before deploy() "
+                              "(hint: call deploy(bundle) first)")
+        timeout = float(self.profile.connection.get("timeout_s", 600))
+        document = run_runner_locally([sys.executable], self.bundle.artifact_path,
+                                      self.bundle.inputs_path, settings, timeout,
+                                      self.profile.name)
+        device = {"hostname": _hostname(), **(document.get("cpu") or {})}
+        return report_from_runner(self.profile, self.bundle, document, device)
+
+
+def _module_available(dotted: str) -> bool:
+    try:
+        return importlib.util.find_spec(dotted) is not None
+    except ModuleNotFoundError:  # parent package missing
+        return False
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+ADAPTER = HostAdapter

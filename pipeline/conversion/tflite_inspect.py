@@ -1,0 +1,145 @@
+"""Read a .tflite flatbuffer with the `tflite` schema package (no TensorFlow needed).
+
+Answers three questions: which ops use float tensors (a full-integer model must have
+none), what the input/output quantization parameters are, and which precision a file
+was converted with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import tflite
+from tflite.utils import BUILTIN_OPCODE2NAME
+
+from pipeline.conversion.quantization import Quantization
+from pipeline.errors import ArtifactError, ExportError
+
+FILE_IDENTIFIER = b"TFL3"
+TENSOR_TYPE_NAMES: dict[int, str] = {
+    value: name.lower()
+    for name, value in vars(tflite.TensorType).items()
+    if not name.startswith("_") and isinstance(value, int)
+}
+FLOAT_TYPES = frozenset({"float32", "float16", "float64", "bfloat16"})
+
+
+@dataclass(frozen=True)
+class TfliteOp:
+    index: int
+    name: str
+    input_types: tuple[str, ...]
+    output_types: tuple[str, ...]
+
+    @property
+    def uses_float(self) -> bool:
+        return any(t in FLOAT_TYPES for t in self.input_types + self.output_types)
+
+
+def _load(content: bytes, label: str) -> tflite.Model:
+    if len(content) < 8 or content[4:8] != FILE_IDENTIFIER:
+        raise ArtifactError(
+            f"{label} is not a TFLite flatbuffer: the file identifier is "
+            f"{content[4:8]!r}, expected {FILE_IDENTIFIER!r} (hint: the file is corrupt, "
+            "truncated or another format)"
+        )
+    return tflite.Model.GetRootAsModel(content, 0)
+
+
+def _op_name(model: tflite.Model, opcode_index: int) -> str:
+    code = model.OperatorCodes(opcode_index)
+    # Newer files keep codes > 127 in BuiltinCode; old ones only in DeprecatedBuiltinCode.
+    builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+    if builtin == tflite.BuiltinOperator.CUSTOM:
+        return f"CUSTOM:{(code.CustomCode() or b'').decode()}"
+    return BUILTIN_OPCODE2NAME.get(builtin, f"BUILTIN_{builtin}")
+
+
+def _tensor_type(subgraph: tflite.SubGraph, tensor_index: int) -> str:
+    return TENSOR_TYPE_NAMES.get(subgraph.Tensors(tensor_index).Type(), "unknown")
+
+
+def list_ops(content: bytes, label: str = "model") -> list[TfliteOp]:
+    """Every operator of every subgraph, with the types of its tensors (-1 = no input)."""
+    model = _load(content, label)
+    ops: list[TfliteOp] = []
+    try:
+        for subgraph_index in range(model.SubgraphsLength()):
+            subgraph = model.Subgraphs(subgraph_index)
+            for op_index in range(subgraph.OperatorsLength()):
+                op = subgraph.Operators(op_index)
+                inputs = [int(t) for t in op.InputsAsNumpy() if t >= 0] if op.InputsLength() else []
+                outputs = [int(t) for t in op.OutputsAsNumpy()] if op.OutputsLength() else []
+                ops.append(TfliteOp(
+                    len(ops), _op_name(model, op.OpcodeIndex()),
+                    tuple(_tensor_type(subgraph, t) for t in inputs),
+                    tuple(_tensor_type(subgraph, t) for t in outputs),
+                ))
+    except (IndexError, ValueError, TypeError, AttributeError) as exc:
+        raise ArtifactError(
+            f"{label}: the TFLite flatbuffer cannot be parsed: {exc} (hint: the file is "
+            "corrupt or truncated)"
+        ) from exc
+    return ops
+
+
+def float_ops(content: bytes, label: str = "model") -> list[TfliteOp]:
+    return [op for op in list_ops(content, label) if op.uses_float]
+
+
+def check_fully_integer(content: bytes, label: str = "model") -> None:
+    """ExportError naming every op that still reads or writes a float tensor."""
+    leftovers = float_ops(content, label)
+    if leftovers:
+        names = ", ".join(f"{op.name} (op {op.index})" for op in leftovers)
+        raise ExportError(
+            f"{label}: full-integer conversion left {len(leftovers)} float op(s): {names}; "
+            "expected every tensor to be int8/int32 (hint: replace the layer behind these ops "
+            "with one that has an int8 kernel, or export precision 'dynamic' instead)"
+        )
+
+
+def _quantization(subgraph: tflite.SubGraph, tensor_index: int) -> Quantization | None:
+    tensor = subgraph.Tensors(tensor_index)
+    dtype = TENSOR_TYPE_NAMES.get(tensor.Type(), "unknown")
+    parameters = tensor.Quantization()
+    if dtype in FLOAT_TYPES or parameters is None or parameters.ScaleLength() != 1:
+        return None
+    return Quantization(float(parameters.Scale(0)), int(parameters.ZeroPoint(0)), dtype)
+
+
+def io_quantization(
+    content: bytes, label: str = "model"
+) -> tuple[Quantization | None, Quantization | None]:
+    """(input, output) quantization of the main subgraph; None for float tensors."""
+    subgraph = _load(content, label).Subgraphs(0)
+    return (
+        _quantization(subgraph, int(subgraph.Inputs(0))),
+        _quantization(subgraph, int(subgraph.Outputs(0))),
+    )
+
+
+def _constant_types(model: tflite.Model) -> set[str]:
+    """Types of tensors backed by a non-empty buffer, i.e. the weights."""
+    types: set[str] = set()
+    for subgraph_index in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(subgraph_index)
+        for tensor_index in range(subgraph.TensorsLength()):
+            tensor = subgraph.Tensors(tensor_index)
+            buffer = model.Buffers(tensor.Buffer())
+            if buffer is not None and (buffer.DataLength() > 0 or buffer.Size() > 0):
+                types.add(TENSOR_TYPE_NAMES.get(tensor.Type(), "unknown"))
+    return types
+
+
+def tflite_precision(content: bytes, label: str = "model") -> str:
+    """fp32 | fp16 | dynamic | int8, judged from the tensors rather than the file name."""
+    input_quantization, _ = io_quantization(content, label)
+    if input_quantization is not None:
+        return "int8"
+    weights = _constant_types(_load(content, label))
+    if "float16" in weights:
+        return "fp16"
+    if "int8" in weights:
+        return "dynamic"
+    return "fp32"

@@ -1,0 +1,107 @@
+"""Knowledge distillation (Hinton et al.): the student learns from the teacher's softened
+outputs mixed with the hard labels.
+
+    loss = alpha * CE(labels, student) + (1 - alpha) * temperature**2 * soft_term
+
+soft_term is KL(teacher || student) at `temperature` for `loss_kind="kd"`, or the seed
+article's plain soft-label cross-entropy CE(teacher_soft, student_soft) for "soft_ce". The two
+differ by the teacher's entropy, a constant for the student, so their gradients agree; the
+reported loss values differ. temperature**2 keeps the soft gradients' scale independent of
+the temperature.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.tf_env import keras, tf
+
+
+def soft_term(teacher_logits: Any, student_logits: Any, temperature: float, loss_kind: str) -> Any:
+    teacher_log_probs = tf.nn.log_softmax(teacher_logits / temperature, axis=-1)
+    student_log_probs = tf.nn.log_softmax(student_logits / temperature, axis=-1)
+    teacher_probs = tf.exp(teacher_log_probs)
+    cross_entropy = -tf.reduce_sum(teacher_probs * student_log_probs, axis=-1)
+    if loss_kind == "soft_ce":
+        return tf.reduce_mean(cross_entropy)
+    entropy = -tf.reduce_sum(teacher_probs * teacher_log_probs, axis=-1)
+    return tf.reduce_mean(cross_entropy - entropy)
+
+
+def distillation_loss(
+    labels: Any, teacher_logits: Any, student_logits: Any, *, alpha: float,
+    temperature: float, loss_kind: str = "kd",
+) -> tuple[Any, Any, Any]:
+    """Returns (total, student_loss on hard labels, distillation term before weighting)."""
+    student_loss = tf.reduce_mean(
+        keras.losses.sparse_categorical_crossentropy(labels, student_logits, from_logits=True)
+    )
+    soft = soft_term(teacher_logits, student_logits, temperature, loss_kind)
+    total = alpha * student_loss + (1.0 - alpha) * temperature**2 * soft
+    return total, student_loss, soft
+
+
+class Distiller(keras.Model):
+    """Trains `student` against a frozen `teacher`; `call` runs the student."""
+
+    def __init__(self, *, teacher: keras.Model, student: keras.Model, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.teacher = teacher
+        self.student = student
+        self.teacher.trainable = False
+        self.alpha = 0.1
+        self.temperature = 4.0
+        self.loss_kind = "kd"
+        self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
+        self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
+        self.total_loss_tracker = keras.metrics.Mean(name="loss")
+
+    def compile(  # type: ignore[override]
+        self, *, optimizer: Any, metrics: Any = None, alpha: float = 0.1,
+        temperature: float = 4.0, loss_kind: str = "kd", **kwargs: Any,
+    ) -> None:
+        super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+        self.alpha = float(alpha)
+        self.temperature = float(temperature)
+        self.loss_kind = loss_kind
+
+    @property
+    def metrics(self) -> list[Any]:
+        trackers = [self.total_loss_tracker, self.student_loss_tracker]
+        return trackers + [self.distillation_loss_tracker] + super().metrics
+
+    def call(self, inputs: Any, training: bool = False) -> Any:
+        return self.student(inputs, training=training)
+
+    def train_step(self, data: Any) -> dict[str, Any]:
+        inputs, labels = data
+        teacher_logits = self.teacher(inputs, training=False)
+        with tf.GradientTape() as tape:
+            student_logits = self.student(inputs, training=True)
+            total, student_loss, soft = distillation_loss(
+                labels, teacher_logits, student_logits, alpha=self.alpha,
+                temperature=self.temperature, loss_kind=self.loss_kind,
+            )
+            total += tf.add_n(self.student.losses) if self.student.losses else 0.0
+        variables = self.student.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
+        return self._update_metrics(labels, student_logits, total, student_loss, soft)
+
+    def test_step(self, data: Any) -> dict[str, Any]:
+        inputs, labels = data
+        teacher_logits = self.teacher(inputs, training=False)
+        student_logits = self.student(inputs, training=False)
+        total, student_loss, soft = distillation_loss(
+            labels, teacher_logits, student_logits, alpha=self.alpha,
+            temperature=self.temperature, loss_kind=self.loss_kind,
+        )
+        return self._update_metrics(labels, student_logits, total, student_loss, soft)
+
+    def _update_metrics(
+        self, labels: Any, student_logits: Any, total: Any, student_loss: Any, soft: Any
+    ) -> dict[str, Any]:
+        self.total_loss_tracker.update_state(total)
+        self.student_loss_tracker.update_state(student_loss)
+        self.distillation_loss_tracker.update_state(soft)
+        self.compiled_metrics.update_state(labels, student_logits)
+        return {metric.name: metric.result() for metric in self.metrics}

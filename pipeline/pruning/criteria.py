@@ -1,0 +1,146 @@
+"""Channel importance criteria, a registry: higher score = more important channel.
+
+- `l1`: L1 norm of each filter (summed over a group's producers). Threshold rule of the
+  seed article: prune if |w| < beta * w_max, beta = `prune.threshold`, max per group.
+- `apoz`: activation rate = 1 - average percentage of zeros of the channel's ReLU output
+  on sample inputs. Threshold rule: prune if activation rate < alpha.
+- `bn_scale`: |gamma| of the BatchNorm after the conv (Network Slimming). Threshold rule:
+  prune if |gamma| < threshold. Groups without BatchNorm get no score and stay whole.
+
+A criterion returns scores only for the groups it can judge; the plan lists the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pipeline.errors import PruningError
+from pipeline.pruning.graph import ChannelGroup, DependencyGraph
+from pipeline.tf_env import keras
+
+Scores = dict[int, np.ndarray]
+ScoreFunction = Callable[[Any, DependencyGraph, "np.ndarray | None"], Scores]
+
+
+@dataclass(frozen=True)
+class Criterion:
+    name: str
+    score: ScoreFunction
+    threshold_relative_to_max: bool  # threshold compares score / group max (l1) or raw score
+    comparable_across_layers: bool  # False: normalise per group before a global ranking
+    needs_samples: bool
+    description: str
+
+
+CRITERIA: dict[str, Criterion] = {}
+
+
+def register_criterion(criterion: Criterion) -> Criterion:
+    CRITERIA[criterion.name] = criterion
+    return criterion
+
+
+def get_criterion(name: str) -> Criterion:
+    if name not in CRITERIA:
+        raise PruningError(
+            f"unknown pruning criterion {name!r}; expected one of {', '.join(sorted(CRITERIA))} "
+            "(hint: set prune.criterion)"
+        )
+    return CRITERIA[name]
+
+
+def _filter_l1(layer: Any) -> np.ndarray:
+    kernel = np.abs(layer.get_weights()[0])
+    return kernel.reshape(-1, kernel.shape[-1]).sum(axis=0)
+
+
+def l1_scores(model: Any, graph: DependencyGraph, sample_inputs: np.ndarray | None) -> Scores:
+    return {
+        group.index: sum(_filter_l1(model.get_layer(name)) for name in group.producers)
+        for group in graph.prunable_groups()
+    }
+
+
+def _batch_norms(model: Any, group: ChannelGroup) -> list[Any]:
+    return [layer for name in group.members
+            if isinstance(layer := model.get_layer(name), keras.layers.BatchNormalization)]
+
+
+def bn_scale_scores(model: Any, graph: DependencyGraph, sample_inputs: np.ndarray | None) -> Scores:
+    """Groups without a scaled BatchNorm (e.g. a Dense hidden layer) are left whole."""
+    scores = {}
+    for group in graph.prunable_groups():
+        norms = _batch_norms(model, group)
+        if norms and all(norm.scale for norm in norms):
+            scores[group.index] = np.mean([np.abs(norm.gamma.numpy()) for norm in norms], axis=0)
+    if not scores:
+        producers = [name for group in graph.prunable_groups() for name in group.producers]
+        raise PruningError(
+            "criterion bn_scale needs a BatchNormalization with a scale (gamma) after a "
+            f"prunable layer; none of {', '.join(producers)} has one (hint: build the student "
+            "with batch_norm = true, or use prune.criterion = \"l1\")"
+        )
+    return scores
+
+
+def _is_relu(layer: Any) -> bool:
+    if isinstance(layer, keras.layers.ReLU):
+        return True
+    activation = getattr(layer, "activation", None)
+    return getattr(activation, "__name__", "") == "relu"
+
+
+def _relu_outputs(model: Any, group: ChannelGroup) -> list[Any]:
+    names = (*group.producers, *group.members)
+    layers = [model.get_layer(name) for name in names]
+    return [layer.output for layer in layers if _is_relu(layer)]
+
+
+def apoz_scores(model: Any, graph: DependencyGraph, sample_inputs: np.ndarray | None) -> Scores:
+    if sample_inputs is None or len(sample_inputs) == 0:
+        raise PruningError(
+            "criterion apoz needs sample inputs to measure activations "
+            "(hint: pass sample_inputs, e.g. a few hundred training images)"
+        )
+    probes: list[tuple[int, Any]] = []
+    for group in graph.prunable_groups():
+        outputs = _relu_outputs(model, group)
+        if not outputs:
+            raise PruningError(
+                f"criterion apoz needs a ReLU on the channels of {', '.join(group.producers)}; "
+                "found none (hint: use prune.criterion = \"l1\" for this model)"
+            )
+        probes.extend((group.index, output) for output in outputs)
+    probe = keras.Model(model.inputs, [output for _, output in probes])
+    totals = [np.zeros(int(output.shape[-1])) for _, output in probes]
+    for start in range(0, len(sample_inputs), 128):
+        activations = probe(sample_inputs[start:start + 128], training=False)
+        activations = activations if isinstance(activations, list) else [activations]
+        for position, activation in enumerate(activations):
+            values = activation.numpy()
+            totals[position] += (values > 0).reshape(-1, values.shape[-1]).sum(axis=0)
+    scores: dict[int, list[np.ndarray]] = {}
+    for position, (group_index, output) in enumerate(probes):
+        per_channel = len(sample_inputs) * int(np.prod(output.shape[1:-1]))
+        scores.setdefault(group_index, []).append(totals[position] / per_channel)
+    return {index: np.mean(rates, axis=0) for index, rates in scores.items()}
+
+
+register_criterion(Criterion(
+    "l1", l1_scores, threshold_relative_to_max=True, comparable_across_layers=False,
+    needs_samples=False, description="L1 norm of each filter; prune if |w| < beta * w_max",
+))
+register_criterion(Criterion(
+    "apoz", apoz_scores, threshold_relative_to_max=False, comparable_across_layers=True,
+    needs_samples=True,
+    description="ReLU activation rate on sample data (1 - APoZ); prune if rate < alpha",
+))
+register_criterion(Criterion(
+    "bn_scale", bn_scale_scores, threshold_relative_to_max=False,
+    comparable_across_layers=True, needs_samples=False,
+    description="|gamma| of the BatchNorm after the conv (Network Slimming)",
+))

@@ -1,0 +1,98 @@
+"""Runs the stage graph: asks the cache first, computes what is missing, prints one line
+per stage. Every finished stage is a sealed cache entry, so a run killed mid-stage resumes
+from the last finished one when started again."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline import flow
+from pipeline.cache import CacheEntry, StageCache, cache_key
+from pipeline.config import PipelineConfig, section_to_dict
+from pipeline.data import Dataset, load_dataset
+from pipeline.stage import Stage, StageContext
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    stage: str
+    entry: CacheEntry
+    cache_hit: bool
+    seconds: float
+
+    @property
+    def record(self) -> dict[str, Any]:
+        return self.entry.record
+
+
+@dataclass(frozen=True)
+class RunResult:
+    dataset: Dataset
+    outcomes: dict[str, StageOutcome]
+    seconds: float
+
+    def record(self, stage: str) -> dict[str, Any]:
+        return self.outcomes[stage].record
+
+
+class Runner:
+    def __init__(
+        self, config: PipelineConfig, build_dir: Path = Path("build"),
+        force: Iterable[str] = (), echo: Callable[[str], None] = print,
+    ) -> None:
+        self.config = config
+        self.cache = StageCache(Path(build_dir) / "cache")
+        self.force = {flow.check_stage_name(name) for name in force}
+        self.echo = echo
+
+    def stage_key(self, stage: Stage, dataset: Dataset, keys: dict[str, str]) -> str:
+        sections = {name: section_to_dict(self.config.section(name)) for name in stage.sections}
+        upstream = {"data": dataset.fingerprint} | {name: keys[name] for name in stage.upstream}
+        return cache_key(stage.name, stage.version, sections, upstream)
+
+    def run(self, until: str | None = None) -> RunResult:
+        started = time.perf_counter()
+        dataset = load_dataset(self.config.data)
+        self.echo(
+            f"dataset    {dataset.name}: {len(dataset.y_train)} train / {len(dataset.y_val)} "
+            f"validation / {len(dataset.y_test)} test, input {dataset.input_shape}"
+        )
+        keys: dict[str, str] = {}
+        outcomes: dict[str, StageOutcome] = {}
+        forced = False
+        for stage in flow.stages():
+            forced = forced or stage.name in self.force
+            keys[stage.name] = self.stage_key(stage, dataset, keys)
+            outcomes[stage.name] = self._run_stage(stage, dataset, keys[stage.name], outcomes,
+                                                   forced)
+            if stage.name == until:
+                break
+        return RunResult(dataset, outcomes, round(time.perf_counter() - started, 3))
+
+    def _run_stage(
+        self, stage: Stage, dataset: Dataset, key: str, outcomes: dict[str, StageOutcome],
+        forced: bool,
+    ) -> StageOutcome:
+        started = time.perf_counter()
+        entry = None if forced else self.cache.lookup(stage.name, key, warn=self._warn)
+        hit = entry is not None
+        if entry is None:
+            self.echo(f"{stage.name:<10} running…")
+            upstream = {name: outcomes[name].entry for name in stage.upstream}
+            with self.cache.writer(stage.name, key) as scratch:
+                context = StageContext(self.config, dataset, scratch, upstream)
+                record = stage.run(context)
+                self.cache.seal(scratch, stage.name, key, record)
+            entry = self.cache.lookup(stage.name, key, warn=self._warn)
+            assert entry is not None, "a sealed entry must verify"
+        seconds = round(time.perf_counter() - started, 3)
+        status = "cache hit" if hit else "computed"
+        self.echo(f"{stage.name:<10} {status:<9} {seconds:8.1f}s  {stage.headline(entry.record)}")
+        return StageOutcome(stage.name, entry, hit, seconds)
+
+    def _warn(self, message: str) -> None:
+        self.echo(f"warning: {message}")

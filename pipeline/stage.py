@@ -1,0 +1,49 @@
+"""What a stage is: a typed function from its config sections and upstream artifacts to an
+artifact folder plus a small result record (a JSON-able dict)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.cache import CacheEntry
+from pipeline.config import PipelineConfig
+from pipeline.data import Dataset
+
+MODEL_FILE = "model.keras"
+
+
+@dataclass(frozen=True)
+class StageContext:
+    config: PipelineConfig
+    dataset: Dataset
+    out_dir: Path  # the stage writes its files here; it becomes the cache entry
+    upstream: dict[str, CacheEntry]
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    version: int  # bump when the stage's code changes what it produces
+    sections: tuple[str, ...]  # config sections it reads (part of its cache key)
+    upstream: tuple[str, ...]
+    run: Callable[[StageContext], dict[str, Any]]
+    headline: Callable[[dict[str, Any]], str]
+
+
+def save_model(model: Any, out_dir: Path) -> Path:
+    path = out_dir / MODEL_FILE
+    model.save(path, include_optimizer=False)
+    return path
+
+
+def load_model(entry_dir: Path) -> Any:
+    from pipeline.tf_env import keras
+
+    return keras.models.load_model(entry_dir / MODEL_FILE, compile=False)
+
+
+def top1_headline(record: dict[str, Any]) -> str:
+    return f"top1={record['top1']:.4f} params={record['params']:,} macs={record['macs']:,}"

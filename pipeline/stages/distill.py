@@ -1,0 +1,53 @@
+"""Distillation stage: the student trained against the frozen teacher; with
+`student.baseline = true` the same student is also trained without a teacher, so the report
+can show what distillation bought."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipeline.stage import Stage, StageContext, load_model, save_model, top1_headline
+from pipeline.stages.train import build_for, result_for
+from pipeline.training import train_classifier, train_distilled
+
+SCRATCH_FOLDER = "scratch"
+
+
+def run_distill(context: StageContext) -> dict[str, Any]:
+    section, dataset = context.config.student, context.dataset
+    seed = context.config.data.seed
+    teacher = load_model(context.upstream["teacher"].path)
+    student = build_for(section, dataset)
+    history = train_distilled(student, teacher, dataset, section, seed=seed)
+    path = save_model(student, context.out_dir)
+    record = result_for(section.model, student, dataset, history, path.stat().st_size).to_dict()
+    record["loss"], record["temperature"], record["alpha"] = (
+        section.loss, section.temperature, section.alpha
+    )
+    record["scratch"] = _train_scratch(context, context.out_dir / SCRATCH_FOLDER) if (
+        section.baseline
+    ) else None
+    return record
+
+
+def _train_scratch(context: StageContext, out_dir: Path) -> dict[str, Any]:
+    section, dataset = context.config.student, context.dataset
+    model = build_for(section, dataset)
+    history = train_classifier(model, dataset, section, seed=context.config.data.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = save_model(model, out_dir)
+    return result_for(section.model, model, dataset, history, path.stat().st_size).to_dict()
+
+
+def headline(record: dict[str, Any]) -> str:
+    text = top1_headline(record)
+    if record.get("scratch"):
+        text += f" (scratch {record['scratch']['top1']:.4f})"
+    return text
+
+
+STAGE = Stage(
+    name="student", version=1, sections=("student",), upstream=("teacher",),
+    run=run_distill, headline=headline,
+)

@@ -1,0 +1,229 @@
+"""Export stage: the final Keras model -> every (format x precision) artifact asked for.
+
+Every artifact is converted and checked in memory first; files are written (each one
+atomically) only when all conversions succeeded, so a failed export leaves the output
+folder as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.config import ExportConfig
+from pipeline.conversion.artifact_names import artifact_file
+from pipeline.conversion.quantization import Quantization
+from pipeline.conversion.tflite_inspect import io_quantization
+from pipeline.errors import ExportError
+from pipeline.fsutil import atomic_write_bytes
+
+STAGE_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class ExportedArtifact:
+    file: str
+    format: str
+    precision: str
+    bytes: int
+    sha256: str
+    input_quantization: Quantization | None
+    output_quantization: Quantization | None
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, document: dict[str, Any]) -> ExportedArtifact:
+        def quantization(value: dict[str, Any] | None) -> Quantization | None:
+            return None if value is None else Quantization.from_dict(value)
+
+        return cls(**{
+            **document,
+            "input_quantization": quantization(document["input_quantization"]),
+            "output_quantization": quantization(document["output_quantization"]),
+        })
+
+
+@dataclass(frozen=True)
+class SkippedExport:
+    format: str
+    precision: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    artifacts: tuple[ExportedArtifact, ...]
+    skipped: tuple[SkippedExport, ...]
+    representative_samples: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "artifacts": [artifact.to_dict() for artifact in self.artifacts],
+            "skipped": [skip.to_dict() for skip in self.skipped],
+            "representative_samples": self.representative_samples,
+        }
+
+    @classmethod
+    def from_dict(cls, document: dict[str, Any]) -> ExportResult:
+        return cls(
+            tuple(ExportedArtifact.from_dict(a) for a in document["artifacts"]),
+            tuple(SkippedExport(**s) for s in document["skipped"]),
+            int(document["representative_samples"]),
+        )
+
+    def artifact(self, file: str) -> ExportedArtifact:
+        for artifact in self.artifacts:
+            if artifact.file == file:
+                return artifact
+        raise ExportError(
+            f"artifact {file} was not exported; exported: "
+            f"{', '.join(a.file for a in self.artifacts) or 'none'} "
+            "(hint: add its format and precision to [export] formats/precisions)"
+        )
+
+    @property
+    def headline(self) -> str:
+        return ", ".join(f"{a.file} {a.bytes / 1024:.1f} KB" for a in self.artifacts)
+
+
+@dataclass(frozen=True)
+class _Converted:
+    content: bytes
+    seconds: float
+
+
+class _Conversions:
+    """Converts lazily and remembers results: int8 ONNX reuses the float ONNX bytes."""
+
+    def __init__(self, config: ExportConfig, model: Any, representative: np.ndarray) -> None:
+        self.config = config
+        self.model = model
+        self.representative = representative
+        self._done: dict[tuple[str, str], _Converted] = {}
+
+    def get(self, artifact_format: str, precision: str) -> _Converted:
+        key = (artifact_format, precision)
+        if key not in self._done:
+            started = time.perf_counter()
+            content = CONVERTERS[key](self)
+            self._done[key] = _Converted(content, time.perf_counter() - started)
+        return self._done[key]
+
+
+def _tflite(precision: str) -> Callable[[_Conversions], bytes]:
+    def convert(conversions: _Conversions) -> bytes:
+        from pipeline.conversion.tflite_converter import convert_tflite
+
+        return convert_tflite(conversions.model, precision, conversions.representative)
+
+    return convert
+
+
+def _onnx_fp32(conversions: _Conversions) -> bytes:
+    from pipeline.conversion.onnx_converter import convert_onnx
+
+    return convert_onnx(conversions.model, conversions.config.opset)
+
+
+def _onnx_int8(conversions: _Conversions) -> bytes:
+    from pipeline.conversion.onnx_quantize import quantize_onnx_int8
+
+    return quantize_onnx_int8(conversions.get("onnx", "fp32").content, conversions.representative)
+
+
+CONVERTERS: dict[tuple[str, str], Callable[[_Conversions], bytes]] = {
+    ("tflite", "fp32"): _tflite("fp32"),
+    ("tflite", "fp16"): _tflite("fp16"),
+    ("tflite", "dynamic"): _tflite("dynamic"),
+    ("tflite", "int8"): _tflite("int8"),
+    ("onnx", "fp32"): _onnx_fp32,
+    ("onnx", "int8"): _onnx_int8,
+}
+
+
+def _tflite_quantization(content: bytes) -> tuple[Quantization | None, Quantization | None]:
+    return io_quantization(content)
+
+
+def _no_quantization(content: bytes) -> tuple[Quantization | None, Quantization | None]:
+    # int8 ONNX is QDQ: its inputs and outputs stay float.
+    return None, None
+
+
+IO_QUANTIZATION: dict[str, Callable[[bytes], tuple[Quantization | None, Quantization | None]]] = {
+    "tflite": _tflite_quantization,
+    "onnx": _no_quantization,
+}
+
+
+def representative_subset(
+    representative: np.ndarray, count: int, input_shape: tuple[int, ...]
+) -> np.ndarray:
+    """The first `count` samples, checked against the model's input shape."""
+    samples = np.asarray(representative)
+    if samples.ndim == 0 or len(samples) == 0:
+        raise ExportError(
+            "the representative dataset is empty; expected at least one training sample "
+            "(hint: check the data split, export.representative_samples must be >= 1)"
+        )
+    if tuple(samples.shape[1:]) != tuple(input_shape):
+        raise ExportError(
+            f"representative samples have shape {tuple(samples.shape[1:])}; expected the "
+            f"model's input shape {tuple(input_shape)} (hint: pass normalised training inputs)"
+        )
+    if not np.all(np.isfinite(samples[:count])):
+        raise ExportError(
+            "the representative dataset contains NaN or infinite values; expected finite "
+            "normalised inputs (hint: check the data normalisation)"
+        )
+    return samples[:count].astype(np.float32)
+
+
+def run_export(
+    config: ExportConfig, model: Any, representative: np.ndarray, out_dir: Path
+) -> ExportResult:
+    """Convert `model` to every configured artifact, verify each, then write them."""
+    input_shape = tuple(int(d) for d in model.input_shape[1:])
+    samples = representative_subset(representative, config.representative_samples, input_shape)
+    conversions = _Conversions(config, model, samples)
+    planned: list[tuple[str, str, str]] = []
+    skipped: list[SkippedExport] = []
+    for artifact_format in config.formats:
+        for precision in config.precisions:
+            file = artifact_file(artifact_format, precision)
+            if file is None:
+                skipped.append(SkippedExport(
+                    artifact_format, precision, f"{artifact_format} has no {precision} export"
+                ))
+            else:
+                planned.append((artifact_format, precision, file))
+    if not planned:
+        raise ExportError(
+            f"no artifact to export for formats {list(config.formats)} and precisions "
+            f"{list(config.precisions)} (hint: ONNX supports only fp32 and int8)"
+        )
+    converted = {file: conversions.get(fmt, precision) for fmt, precision, file in planned}
+    out_dir = Path(out_dir)
+    artifacts = []
+    for artifact_format, precision, file in planned:
+        result = converted[file]
+        atomic_write_bytes(out_dir / file, result.content)
+        input_quantization, output_quantization = IO_QUANTIZATION[artifact_format](result.content)
+        artifacts.append(ExportedArtifact(
+            file, artifact_format, precision, len(result.content),
+            hashlib.sha256(result.content).hexdigest(), input_quantization,
+            output_quantization, round(result.seconds, 3),
+        ))
+    return ExportResult(tuple(artifacts), tuple(skipped), len(samples))

@@ -1,0 +1,58 @@
+"""Teacher training stage: the zoo model trained on hard labels."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from models import create_model
+from models.complexity import count_macs, count_params
+from pipeline.data import Dataset
+from pipeline.stage import Stage, StageContext, save_model, top1_headline
+from pipeline.training import TrainingHistory, top1, train_classifier
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model: str
+    top1: float
+    params: int
+    macs: int
+    bytes: int
+    wall_time_s: float
+    epochs_run: int
+    history: dict[str, list[float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def build_for(section: Any, dataset: Dataset) -> Any:
+    options: dict[str, Any] = {"width": section.width}
+    if section.model.startswith("seed_"):
+        options["batch_norm"] = section.batch_norm
+    return create_model(section.model, dataset.input_shape, dataset.num_classes, **options)
+
+
+def result_for(
+    name: str, model: Any, dataset: Dataset, history: TrainingHistory, saved_bytes: int
+) -> TrainResult:
+    return TrainResult(
+        model=name, top1=top1(model, dataset.x_test, dataset.y_test),
+        params=count_params(model), macs=count_macs(model), bytes=saved_bytes,
+        wall_time_s=history.wall_time_s, epochs_run=history.epochs_run, history=history.history,
+    )
+
+
+def run_teacher(context: StageContext) -> dict[str, Any]:
+    section = context.config.teacher
+    model = build_for(section, context.dataset)
+    history = train_classifier(model, context.dataset, section, seed=context.config.data.seed)
+    path = save_model(model, context.out_dir)
+    return result_for(section.model, model, context.dataset, history, path.stat().st_size).to_dict()
+
+
+STAGE = Stage(
+    name="teacher", version=1, sections=("teacher",), upstream=(),
+    run=run_teacher, headline=top1_headline,
+)

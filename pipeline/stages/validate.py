@@ -1,0 +1,194 @@
+"""Validate stage: run every exported artifact through its real runtime on the test split.
+
+Per artifact: top-1, agreement with the Keras model's argmax and the largest absolute
+logit difference. The stage fails when an artifact loses more than
+`validate.max_accuracy_drop` points of top-1, or a float artifact (fp32, fp16) agrees
+with Keras on fewer than `validate.min_float_agreement` of the predictions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from devices.runtimes import RuntimeInfo, load_onnx_session, load_tflite_interpreter, run_onnx
+from devices.runtimes import run_tflite as run_interpreter
+from pipeline.config import ValidateConfig
+from pipeline.conversion.artifact_names import FLOAT_PRECISIONS, format_of
+from pipeline.conversion.onnx_converter import check_onnx
+from pipeline.conversion.onnx_inspect import onnx_precision
+from pipeline.conversion.tflite_inspect import tflite_precision
+from pipeline.errors import ArtifactError, ValidationError
+from pipeline.fsutil import sha256_file
+from pipeline.stages.export import ExportResult
+
+STAGE_VERSION = "1"
+KERAS_BATCH = 256
+
+
+@dataclass(frozen=True)
+class ArtifactMetrics:
+    file: str
+    format: str
+    precision: str
+    bytes: int
+    samples: int
+    top1: float
+    agreement: float | None  # with the reference (Keras) argmax; None without a reference
+    max_abs_logit_diff: float | None
+    runtime: RuntimeInfo
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def manifest_record(self) -> dict[str, Any]:
+        """The record DESIGN.md asks for under manifest metrics.artifacts[<file>]."""
+        return {
+            "top1": self.top1, "agreement": self.agreement, "bytes": self.bytes,
+            "precision": self.precision, "format": self.format,
+            "max_abs_logit_diff": self.max_abs_logit_diff,
+        }
+
+
+@dataclass(frozen=True)
+class ValidateResult:
+    keras_top1: float
+    samples: int
+    artifacts: tuple[ArtifactMetrics, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "keras_top1": self.keras_top1,
+            "samples": self.samples,
+            "artifacts": [artifact.to_dict() for artifact in self.artifacts],
+        }
+
+    def manifest_metrics(self) -> dict[str, dict[str, Any]]:
+        return {artifact.file: artifact.manifest_record() for artifact in self.artifacts}
+
+    @property
+    def headline(self) -> str:
+        return f"keras {self.keras_top1:.4f}; " + ", ".join(
+            f"{a.file} {a.top1:.4f}" for a in self.artifacts
+        )
+
+
+@dataclass(frozen=True)
+class _Run:
+    logits: np.ndarray
+    precision: str
+    runtime: RuntimeInfo
+
+
+def _run_tflite_file(path: Path, x: np.ndarray) -> _Run:
+    interpreter, runtime = load_tflite_interpreter(path)  # verifies the flatbuffer
+    logits = run_interpreter(interpreter, x)
+    return _Run(logits, tflite_precision(path.read_bytes(), label=str(path)), runtime)
+
+
+def _run_onnx_file(path: Path, x: np.ndarray) -> _Run:
+    model = check_onnx(path.read_bytes(), str(path))
+    session, runtime = load_onnx_session(path)
+    return _Run(run_onnx(session, x), onnx_precision(model), runtime)
+
+
+RUNNERS: dict[str, Callable[[Path, np.ndarray], _Run]] = {
+    "tflite": _run_tflite_file,
+    "onnx": _run_onnx_file,
+}
+
+
+def _check_samples(x: np.ndarray, y: np.ndarray) -> None:
+    if len(x) == 0 or len(x) != len(y):
+        raise ArtifactError(
+            f"validation needs matching, non-empty inputs and labels; got {len(x)} inputs "
+            f"and {len(y)} labels (hint: check the test split)"
+        )
+
+
+def validate_artifact(
+    path: Path, x: np.ndarray, y: np.ndarray, reference_logits: np.ndarray | None = None
+) -> ArtifactMetrics:
+    """Metrics of one .tflite/.onnx file on (x, y); ArtifactError if it cannot be run."""
+    path = Path(path)
+    artifact_format = format_of(path)
+    if not path.is_file():
+        raise ArtifactError(f"artifact {path} does not exist (hint: run the export stage)")
+    if path.stat().st_size == 0:
+        raise ArtifactError(f"artifact {path} is empty (hint: re-run the export stage)")
+    _check_samples(x, y)
+    run = RUNNERS[artifact_format](path, np.asarray(x, np.float32))
+    if run.logits.shape[0] != len(x) or run.logits.ndim != 2:
+        raise ArtifactError(
+            f"{path.name} returned logits of shape {run.logits.shape}; expected "
+            f"({len(x)}, classes) (hint: export a classifier that returns logits)"
+        )
+    predictions = run.logits.argmax(axis=1)
+    agreement = difference = None
+    if reference_logits is not None:
+        agreement = float(np.mean(predictions == reference_logits.argmax(axis=1)))
+        difference = float(np.max(np.abs(run.logits - reference_logits)))
+    return ArtifactMetrics(
+        path.name, artifact_format, run.precision, path.stat().st_size, len(x),
+        float(np.mean(predictions == np.asarray(y))), agreement, difference, run.runtime,
+    )
+
+
+def _check_unchanged(path: Path, expected_sha256: str) -> None:
+    if not path.is_file():
+        raise ArtifactError(f"artifact {path} is missing (hint: re-run the export stage)")
+    actual = sha256_file(path)
+    if actual != expected_sha256:
+        raise ArtifactError(
+            f"artifact {path} changed since export: sha256 {actual[:12]}..., expected "
+            f"{expected_sha256[:12]}... (hint: re-run the export stage)"
+        )
+
+
+def _failures(config: ValidateConfig, keras_top1: float, metrics: ArtifactMetrics) -> list[str]:
+    failures = []
+    drop_points = (keras_top1 - metrics.top1) * 100.0
+    if drop_points > config.max_accuracy_drop:
+        failures.append(
+            f"{metrics.file} top-1 {metrics.top1:.4f} vs Keras {keras_top1:.4f}: a drop of "
+            f"{drop_points:.2f} points, more than validate.max_accuracy_drop = "
+            f"{config.max_accuracy_drop}"
+        )
+    if (metrics.precision in FLOAT_PRECISIONS and metrics.agreement is not None
+            and metrics.agreement < config.min_float_agreement):
+        failures.append(
+            f"{metrics.file} ({metrics.precision}) agrees with Keras on {metrics.agreement:.4f} "
+            f"of predictions (top-1 {metrics.top1:.4f} vs Keras {keras_top1:.4f}), less than "
+            f"validate.min_float_agreement = {config.min_float_agreement}"
+        )
+    return failures
+
+
+def run_validate(
+    config: ValidateConfig, model: Any, artifacts_dir: Path, export: ExportResult,
+    x_test: np.ndarray, y_test: np.ndarray,
+) -> ValidateResult:
+    """Validate every artifact of `export`; ValidationError listing all that fail."""
+    _check_samples(x_test, y_test)
+    x_test = np.asarray(x_test, np.float32)
+    reference = np.asarray(model.predict(x_test, batch_size=KERAS_BATCH, verbose=0), np.float32)
+    keras_top1 = float(np.mean(reference.argmax(axis=1) == np.asarray(y_test)))
+    results = []
+    for exported in export.artifacts:
+        path = Path(artifacts_dir) / exported.file
+        _check_unchanged(path, exported.sha256)
+        metrics = validate_artifact(path, x_test, y_test, reference)
+        # The export record knows the intended precision; trust it over the inspection.
+        results.append(replace(metrics, precision=exported.precision))
+    failures = [f for m in results for f in _failures(config, keras_top1, m)]
+    if failures:
+        raise ValidationError(
+            "artifact validation failed: " + "; ".join(failures)
+            + " (hint: more representative samples (export.representative_samples), a "
+            "float precision, or a looser validate limit)"
+        )
+    return ValidateResult(keras_top1, len(x_test), tuple(results))

@@ -1,0 +1,165 @@
+"""Shared training machinery: tf.data input pipelines, optimizers with a learning-rate
+schedule, early stopping on validation accuracy, and plain or distilled fitting."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pipeline.config import StudentConfig, TrainingSection
+from pipeline.data import Dataset
+from pipeline.distiller import Distiller
+from pipeline.tf_env import keras, tf
+
+AUGMENT_SHIFT_PIXELS = 2
+
+
+@dataclass(frozen=True)
+class TrainingHistory:
+    epochs_run: int
+    wall_time_s: float
+    history: dict[str, list[float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epochs_run": self.epochs_run, "wall_time_s": self.wall_time_s,
+                "history": self.history}
+
+
+def seed_everything(seed: int) -> None:
+    keras.utils.set_random_seed(seed)
+
+
+def make_input_pipeline(
+    x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool, augment: bool, seed: int
+) -> Any:
+    dataset = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle:
+        dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    if augment:
+        dataset = dataset.map(_augmenter(x.shape[1:], seed), num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _augmenter(shape: tuple[int, ...], seed: int) -> Any:
+    """Random shifts by padding and cropping; horizontal flips for colour images only
+    (a flipped digit is another glyph)."""
+    height, width, channels = (int(d) for d in shape)
+    pad = AUGMENT_SHIFT_PIXELS
+
+    def augment(image: Any, label: Any) -> tuple[Any, Any]:
+        padded = tf.image.pad_to_bounding_box(image, pad, pad, height + 2 * pad, width + 2 * pad)
+        image = tf.image.random_crop(padded, (height, width, channels), seed=seed)
+        if channels == 3:
+            image = tf.image.random_flip_left_right(image, seed=seed)
+        return image, label
+
+    return augment
+
+
+def make_optimizer(
+    settings: TrainingSection, *, learning_rate: float, total_steps: int
+) -> keras.optimizers.Optimizer:
+    schedules = {
+        "constant": lambda: learning_rate,
+        "cosine": lambda: keras.optimizers.schedules.CosineDecay(
+            learning_rate, decay_steps=max(1, total_steps), alpha=0.01
+        ),
+        "step": lambda: keras.optimizers.schedules.PiecewiseConstantDecay(
+            [total_steps // 2, (3 * total_steps) // 4],
+            [learning_rate, learning_rate * 0.1, learning_rate * 0.01],
+        ),
+    }
+    rate = schedules[settings.schedule]()
+    optimizers = {
+        "adam": lambda: keras.optimizers.Adam(rate),
+        "sgd": lambda: keras.optimizers.SGD(rate, momentum=0.9, nesterov=True),
+    }
+    return optimizers[settings.optimizer]()
+
+
+def _callbacks(settings: TrainingSection, extra: tuple[Any, ...]) -> list[Any]:
+    callbacks = list(extra)
+    if settings.early_stopping_patience > 0:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_accuracy", mode="max", patience=settings.early_stopping_patience,
+                restore_best_weights=True,
+            )
+        )
+    return callbacks
+
+
+def _fit(
+    trainer: keras.Model, data: Dataset, settings: TrainingSection, *, epochs: int,
+    learning_rate: float, seed: int, callbacks: tuple[Any, ...], compile_options: dict[str, Any],
+) -> TrainingHistory:
+    seed_everything(seed)
+    steps_per_epoch = int(np.ceil(len(data.x_train) / settings.batch_size))
+    trainer.compile(
+        optimizer=make_optimizer(
+            settings, learning_rate=learning_rate, total_steps=steps_per_epoch * epochs
+        ),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        **compile_options,
+    )
+    train = make_input_pipeline(
+        data.x_train, data.y_train, settings.batch_size, shuffle=True,
+        augment=settings.augment, seed=seed,
+    )
+    has_validation = len(data.x_val) > 0
+    validation = (
+        make_input_pipeline(data.x_val, data.y_val, 256, shuffle=False, augment=False, seed=seed)
+        if has_validation else None
+    )
+    started = time.perf_counter()
+    history = trainer.fit(
+        train, validation_data=validation, epochs=epochs,
+        callbacks=_callbacks(settings, callbacks) if has_validation else list(callbacks),
+        verbose=1 if sys.stdout.isatty() else 2,
+    )
+    return TrainingHistory(
+        epochs_run=len(history.epoch),
+        wall_time_s=round(time.perf_counter() - started, 3),
+        history={key: [float(v) for v in values] for key, values in history.history.items()},
+    )
+
+
+def train_classifier(
+    model: keras.Model, data: Dataset, settings: TrainingSection, *, epochs: int | None = None,
+    learning_rate: float | None = None, seed: int = 0, callbacks: tuple[Any, ...] = (),
+) -> TrainingHistory:
+    """Plain supervised training on hard labels (cross-entropy on logits)."""
+    return _fit(
+        model, data, settings, epochs=epochs or settings.epochs,
+        learning_rate=learning_rate or settings.learning_rate, seed=seed, callbacks=callbacks,
+        compile_options={"loss": keras.losses.SparseCategoricalCrossentropy(from_logits=True)},
+    )
+
+
+def train_distilled(
+    student: keras.Model, teacher: keras.Model, data: Dataset, settings: StudentConfig, *,
+    epochs: int | None = None, learning_rate: float | None = None, seed: int = 0,
+    callbacks: tuple[Any, ...] = (),
+) -> TrainingHistory:
+    """Distillation from a frozen teacher; the student's weights are trained in place."""
+    distiller = Distiller(teacher=teacher, student=student)
+    return _fit(
+        distiller, data, settings, epochs=epochs or settings.epochs,
+        learning_rate=learning_rate or settings.learning_rate, seed=seed, callbacks=callbacks,
+        compile_options={
+            "alpha": settings.alpha, "temperature": settings.temperature,
+            "loss_kind": settings.loss,
+        },
+    )
+
+
+def predict_logits(model: keras.Model, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+
+
+def top1(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(np.argmax(predict_logits(model, x), axis=-1) == y))

@@ -1,0 +1,142 @@
+"""Shared device-test fixtures: a tiny real bundle (int8 + fp32 TFLite, ONNX, inputs, manifest).
+
+The model is trained for a few epochs on a synthetic 3-class problem so that top-1 is a
+real number (well above chance) that the runners must reproduce.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.fsutil import sha256_file
+
+IMAGE_SHAPE = (8, 8, 1)
+CLASSES = 3
+SAMPLES = 96
+
+
+def synthetic_images(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Class k = a bright 4x4 patch at one of three places, plus noise."""
+    generator = np.random.default_rng(seed)
+    labels = generator.integers(0, CLASSES, size=count)
+    images = generator.normal(0.0, 1.0, size=(count, *IMAGE_SHAPE)).astype(np.float32)
+    corners = [(0, 0), (2, 2), (4, 4)]
+    for index, label in enumerate(labels):
+        row, column = corners[label]
+        images[index, row:row + 4, column:column + 4, 0] += 0.6
+    return images, labels.astype(np.int64)
+
+
+def litert_outputs(model_path: Path, images: np.ndarray) -> np.ndarray:
+    """Raw outputs of every sample, computed in-process (the reference for the runners)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(model_path), num_threads=1)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    output = interpreter.get_output_details()[0]
+    if detail["dtype"] == np.int8:
+        scale, zero_point = detail["quantization"]
+        images = np.clip(np.round(images / scale) + zero_point, -128, 127).astype(np.int8)
+    rows = []
+    for index in range(len(images)):
+        interpreter.set_tensor(detail["index"], images[index:index + 1])
+        interpreter.invoke()
+        rows.append(interpreter.get_tensor(output["index"]).reshape(-1).copy())
+    return np.stack(rows)
+
+
+def _tiny_onnx(path: Path, seed: int) -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    generator = np.random.default_rng(seed)
+    weights = generator.normal(size=(int(np.prod(IMAGE_SHAPE)), CLASSES)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["input"], ["flat"], axis=1),
+         helper.make_node("MatMul", ["flat", "weights"], ["logits"])],
+        "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", *IMAGE_SHAPE])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", CLASSES])],
+        initializer=[numpy_helper.from_array(weights, "weights")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def _train_and_convert(root: Path) -> None:
+    from pipeline.tf_env import keras, tf
+
+    keras.utils.set_random_seed(0)
+    train_x, train_y = synthetic_images(600, seed=1)
+    model = keras.Sequential([
+        keras.layers.Input(IMAGE_SHAPE),
+        keras.layers.Conv2D(4, 3, activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(CLASSES),
+    ])
+    model.compile(optimizer=keras.optimizers.Adam(0.02),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(train_x, train_y, epochs=4, batch_size=32, verbose=0)
+
+    def representative():
+        for index in range(64):
+            yield [train_x[index:index + 1]]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    (root / "model.tflite").write_bytes(converter.convert())
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    (root / "model_int8.tflite").write_bytes(converter.convert())
+
+
+def make_bundle(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    _train_and_convert(root)
+    _tiny_onnx(root / "model.onnx", seed=2)
+    images, labels = synthetic_images(SAMPLES, seed=3)
+    np.savez(root / "inputs.npz", x=images, y=labels)
+    (root / "labels.txt").write_text("top-left\ncentre\nbottom-right\n")
+    artifacts = {}
+    for name in ("model.tflite", "model_int8.tflite"):
+        outputs = litert_outputs(root / name, images)
+        artifacts[name] = {"top1": float((outputs.argmax(axis=1) == labels).mean()),
+                           "bytes": (root / name).stat().st_size}
+    files = [{"path": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
+             for path in sorted(root.iterdir()) if path.is_file()]
+    manifest = {"pipeline_version": "test", "dataset": "synthetic",
+                "labels": ["top-left", "centre", "bottom-right"],
+                "input": {"shape": list(IMAGE_SHAPE), "dtype": "float32"},
+                "files": files, "metrics": {"artifacts": artifacts}}
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A read-only bundle folder; tests that write into a bundle copy it first."""
+    return make_bundle(tmp_path_factory.mktemp("bundle"))
+
+
+@pytest.fixture
+def bundle_copy(tiny_bundle: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    target = tmp_path / "dist" / "target"
+    shutil.copytree(tiny_bundle, target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def reference_outputs():
+    """`reference_outputs(model_path, images)`: raw outputs computed in-process."""
+    return litert_outputs
