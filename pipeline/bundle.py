@@ -176,12 +176,15 @@ def verify_bundle(folder: Path) -> None:
         if not path.is_file():
             problems.append(f"{relative} is missing")
         elif path.stat().st_size != record["bytes"]:
-            problems.append(f"{relative} has {path.stat().st_size} bytes, expected {record['bytes']}")
+            problems.append(
+                f"{relative} has {path.stat().st_size} bytes, expected {record['bytes']}"
+            )
         elif sha256_file(path) != record["sha256"]:
             problems.append(f"{relative} has sha256 {sha256_file(path)[:12]}..., expected "
                             f"{record['sha256'][:12]}...")
     present = {r["path"] for r in _file_records(folder)}
-    problems += [f"{extra} is not listed in the manifest" for extra in sorted(present - set(listed))]
+    unlisted = sorted(present - set(listed))
+    problems += [f"{extra} is not listed in the manifest" for extra in unlisted]
     if problems:
         raise ArtifactError(
             f"bundle {folder} does not match its manifest: {'; '.join(problems)} "

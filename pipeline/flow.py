@@ -21,8 +21,8 @@ def stage_names() -> list[str]:
     return [stage.name for stage in stages()]
 
 
-def check_stage_name(name: str) -> str:
-    names = stage_names()
+def check_stage_name(name: str, names: list[str] | None = None) -> str:
+    names = names if names is not None else stage_names()
     if name not in names:
         raise ConfigError(f"unknown stage {name!r}; expected one of {', '.join(names)}")
     return name

@@ -5,7 +5,7 @@ from the last finished one when started again."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,10 +43,13 @@ class Runner:
     def __init__(
         self, config: PipelineConfig, build_dir: Path = Path("build"),
         force: Iterable[str] = (), echo: Callable[[str], None] = print,
+        stages: Sequence[Stage] | None = None,
     ) -> None:
         self.config = config
         self.cache = StageCache(Path(build_dir) / "cache")
-        self.force = {flow.check_stage_name(name) for name in force}
+        self.stages = list(stages) if stages is not None else flow.stages()
+        names = [stage.name for stage in self.stages]
+        self.force = {flow.check_stage_name(name, names) for name in force}
         self.echo = echo
 
     def stage_key(self, stage: Stage, dataset: Dataset, keys: dict[str, str]) -> str:
@@ -64,7 +67,7 @@ class Runner:
         keys: dict[str, str] = {}
         outcomes: dict[str, StageOutcome] = {}
         forced = False
-        for stage in flow.stages():
+        for stage in self.stages:
             forced = forced or stage.name in self.force
             keys[stage.name] = self.stage_key(stage, dataset, keys)
             outcomes[stage.name] = self._run_stage(stage, dataset, keys[stage.name], outcomes,

@@ -34,8 +34,14 @@ class Stage:
 
 
 def save_model(model: Any, out_dir: Path) -> Path:
+    """Save architecture and weights only: the optimizer state would triple the file and
+    nothing downstream resumes training from it (the .keras format has no switch for it)."""
+    from pipeline.tf_env import keras
+
+    clean = keras.models.clone_model(model)
+    clean.set_weights(model.get_weights())
     path = out_dir / MODEL_FILE
-    model.save(path, include_optimizer=False)
+    clean.save(path)
     return path
 
 

@@ -19,8 +19,8 @@ def check_onnx(content: bytes, label: str) -> onnx.ModelProto:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # DecodeError, ValidationError, InferenceError
         raise ArtifactError(
-            f"{label} is not a valid ONNX model: {str(exc).strip()[:1000]} (hint: the file "
-            "is corrupt or truncated, or the converter produced an invalid graph)"
+            f"{label} is not a valid ONNX model: {' '.join(str(exc).split())[:1000]} "
+            "(hint: the file is corrupt or truncated, or the converter produced an invalid graph)"
         ) from exc
     return model
 
@@ -36,8 +36,8 @@ def convert_onnx(model: Any, opset: int) -> bytes:
     except Exception as exc:  # tf2onnx raises plain Exceptions for unsupported ops
         raise ExportError(
             f"ONNX conversion (opset {opset}) of model {getattr(model, 'name', '?')!r} "
-            f"failed: {str(exc).strip()[:2000]} (hint: try another export.opset or replace "
-            "the unsupported layer)"
+            f"failed: {' '.join(str(exc).split())[:2000]} "
+            "(hint: try another export.opset or replace the unsupported layer)"
         ) from exc
     content = proto.SerializeToString()
     try:

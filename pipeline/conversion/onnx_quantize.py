@@ -60,7 +60,7 @@ def quantize_onnx_int8(fp32_content: bytes, representative: np.ndarray) -> bytes
             )
         except Exception as exc:  # onnxruntime raises assorted errors while rewriting
             raise ExportError(
-                f"ONNX int8 static quantization failed: {str(exc).strip()[:2000]} (hint: "
+                f"ONNX int8 static quantization failed: {' '.join(str(exc).split())[:2000]} (hint: "
                 "check that the float ONNX model runs in onnxruntime)"
             ) from exc
         content = quantized_path.read_bytes()

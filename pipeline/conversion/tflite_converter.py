@@ -73,7 +73,7 @@ def convert_tflite(model: Any, precision: str, representative: np.ndarray) -> by
     except Exception as exc:  # the converter raises ConverterError, ValueError, RuntimeError
         raise ExportError(
             f"TFLite {precision} conversion of model {getattr(model, 'name', '?')!r} failed: "
-            f"{str(exc).strip()[:2000]} (hint: an op without a TFLite kernel for this "
+            f"{' '.join(str(exc).split())[:2000]} (hint: an op without a TFLite kernel for this "
             "precision; try another precision or replace the layer)"
         ) from exc
     if precision in FULL_INTEGER_PRECISIONS:

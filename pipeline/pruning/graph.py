@@ -210,7 +210,7 @@ def _merge(layer: Any, states: list[TensorState], analysis: _Analysis) -> Tensor
     return TensorState(space, repeats.pop())
 
 
-# Order matters: DepthwiseConv2D subclasses Conv2D, so it comes first.
+# First match wins (isinstance); tf_keras' DepthwiseConv2D is not a Conv2D subclass.
 LAYER_RULES: dict[type, LayerRule] = {
     keras.layers.DepthwiseConv2D: _depthwise,
     keras.layers.Conv2D: _producer,
@@ -332,8 +332,7 @@ def _freeze(model: Any, analysis: _Analysis, fixed_reasons: dict[int, str]) -> D
     groups = []
     for root in roots:
         names = sorted(set(members[root]), key=order.__getitem__)
-        producers = tuple(n for n in names if isinstance(by_name[n], PRODUCER_TYPES)
-                          and not isinstance(by_name[n], keras.layers.DepthwiseConv2D))
+        producers = tuple(n for n in names if isinstance(by_name[n], PRODUCER_TYPES))
         carried = tuple(n for n in names if n not in producers)
         reason = fixed_reasons.get(root, "")
         groups.append(ChannelGroup(

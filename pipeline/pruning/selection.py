@@ -13,6 +13,7 @@ import numpy as np
 from pipeline.errors import PruningError
 
 Scores = dict[int, np.ndarray]
+RATIO_EPSILON = 1e-9  # 12 * (1 - 0.5 / 0.75) must count as 4 channels, not 3.999...
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def _relative(scores: np.ndarray) -> np.ndarray:
 
 def _ratio_per_layer(scores: Scores, rule: SelectionRule) -> dict[int, int]:
     return {
-        index: rounded_count(len(values) - math.floor(len(values) * rule.ratio),
+        index: rounded_count(len(values) - math.floor(len(values) * rule.ratio + RATIO_EPSILON),
                              len(values), rule)
         for index, values in scores.items()
     }
@@ -80,7 +81,7 @@ def _ratio_global(scores: Scores, rule: SelectionRule) -> dict[int, int]:
         for index, values in ranked.items() for channel, value in enumerate(values)
     )
     kept = {index: len(values) for index, values in scores.items()}
-    to_prune = math.floor(len(entries) * rule.ratio)
+    to_prune = math.floor(len(entries) * rule.ratio + RATIO_EPSILON)
     for _, index, _ in entries:
         if to_prune == 0:
             break

@@ -43,7 +43,7 @@ def _slice_per_channel(weights: list[np.ndarray], rows: Index, keep: Index) -> l
     return [_take(weight, keep, axis=0) for weight in weights]
 
 
-# DepthwiseConv2D subclasses Conv2D, so it comes first.
+# First match wins (isinstance); tf_keras' DepthwiseConv2D is not a Conv2D subclass.
 WEIGHT_SLICERS: dict[type, WeightSlicer] = {
     keras.layers.DepthwiseConv2D: _slice_depthwise,
     keras.layers.Conv2D: _slice_conv,

@@ -1,0 +1,309 @@
+"""Prune stage: the distilled student made smaller, then retrained.
+
+`prune.method` picks one entry of `METHODS`:
+- `channel`: structured pruning (pipeline.pruning): fewer channels in the dense model, so
+  the file shrinks and every runtime runs fewer MACs; optional iterative rounds;
+- `magnitude` / `m_by_n`: TFMOT's unstructured modes, for comparison: zeros in a dense
+  model of the same size (the record shows gzip bytes and sparsity instead);
+- `none`: the student unchanged, so one command can compare with and without pruning.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.complexity import count_macs, count_params
+from pipeline.config import PruneConfig, StudentConfig
+from pipeline.data import Dataset
+from pipeline.errors import PruningError
+from pipeline.pruning import magnitude
+from pipeline.pruning.channel import prune_channels
+from pipeline.pruning.retraining import RetrainSettings, retrain
+from pipeline.pruning.slimming import add_slimming_penalty
+from pipeline.tf_env import keras
+from pipeline.training import top1
+
+MODEL_FILE = "model.keras"
+WIDTH_LAYERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    method: str
+    criterion: str | None
+    finetune: str | None
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+    bytes_before: int  # the saved .keras file
+    bytes_after: int
+    gzip_bytes_before: int  # the same file after gzip -9: where unstructured zeros show
+    gzip_bytes_after: int
+    layer_channels: dict[str, tuple[int, int]]  # Conv/Depthwise/Dense -> (before, after)
+    top1_before_pruning: float
+    top1_before_finetune: float  # right after pruning, no retraining
+    top1: float  # after retraining
+    wall_time_s: float
+    finetune_epochs: int
+    sparsity: float | None = None  # magnitude / m_by_n: zeros in the pruned kernels
+    sparsity_before_finetune: float | None = None
+    rounds: tuple[dict[str, Any], ...] = ()
+    plan: dict[str, Any] | None = None
+    history: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        record = asdict(self)
+        record["layer_channels"] = {
+            name: {"before": before, "after": after}
+            for name, (before, after) in self.layer_channels.items()
+        }
+        record["rounds"] = list(self.rounds)
+        record.update(  # DESIGN.md's metrics.pruned keys describe the model that ships
+            params=self.params_after, macs=self.macs_after, bytes=self.bytes_after,
+            mac_ratio=self.macs_after / self.macs_before if self.macs_before else 1.0,
+            param_ratio=self.params_after / self.params_before if self.params_before else 1.0,
+        )
+        return record
+
+
+@dataclass(frozen=True)
+class StageInputs:
+    config: PruneConfig
+    student: Any
+    teacher: Any
+    data: Dataset
+    training: StudentConfig
+    seed: int
+
+
+@dataclass(frozen=True)
+class MethodOutcome:
+    model: Any
+    top1_before_finetune: float
+    finetune: str | None
+    history: dict[str, Any] = field(default_factory=dict)
+    rounds: tuple[dict[str, Any], ...] = ()
+    plan: dict[str, Any] | None = None
+    sparsity: float | None = None
+    sparsity_before_finetune: float | None = None
+    note: str = ""
+
+
+def _test_top1(model: Any, data: Dataset) -> float:
+    return top1(model, data.x_test, data.y_test)
+
+
+def _settings(inputs: StageInputs, epochs: int, callbacks: tuple[Any, ...] = ()) -> RetrainSettings:
+    return RetrainSettings(inputs.training, epochs, inputs.config.learning_rate, inputs.seed,
+                           callbacks)
+
+
+def _copy(model: Any) -> Any:
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def _none(inputs: StageInputs) -> MethodOutcome:
+    return MethodOutcome(
+        model=inputs.student, top1_before_finetune=_test_top1(inputs.student, inputs.data),
+        finetune=None, note="prune.method = none: the student is passed on unchanged",
+    )
+
+
+def _round_ratios(ratio: float, iterations: int) -> list[float]:
+    """Per-round ratios whose product of kept fractions reaches 1 - ratio linearly:
+    after round i the model keeps 1 - ratio * i / n of its original channels."""
+    kept = [1.0 - ratio * step / iterations for step in range(iterations + 1)]
+    return [1.0 - kept[step + 1] / kept[step] for step in range(iterations)]
+
+
+def _sample_inputs(inputs: StageInputs) -> np.ndarray:
+    rng = np.random.default_rng(inputs.seed)
+    count = min(inputs.config.sample_size, len(inputs.data.x_train))
+    return inputs.data.x_train[np.sort(rng.choice(len(inputs.data.x_train), count, replace=False))]
+
+
+def _slimming(inputs: StageInputs, model: Any) -> tuple[Any, dict[str, Any]]:
+    """Network Slimming: train with an L1 penalty on BN gammas before bn_scale pruning."""
+    config = inputs.config
+    penalised = _copy(model)
+    layers = add_slimming_penalty(penalised, config.slimming_penalty)
+    penalised, history = retrain(
+        _intermediate_strategy(config.finetune), penalised, inputs.teacher, inputs.data,
+        _settings(inputs, config.finetune_epochs),
+    )
+    return penalised, {"penalty": config.slimming_penalty, "batch_norms": layers,
+                       "history": history}
+
+
+def _intermediate_strategy(strategy: str) -> str:
+    # Re-initialising between rounds would throw away what the round kept: only the last
+    # round may retrain from scratch; earlier rounds (and slimming) fine-tune instead.
+    return "finetune" if strategy == "retrain" else strategy
+
+
+def _channel(inputs: StageInputs) -> MethodOutcome:
+    config = inputs.config
+    model, notes, slimming = inputs.student, [], None
+    if config.criterion == "bn_scale" and config.slimming_penalty > 0:
+        model, slimming = _slimming(inputs, model)
+        notes.append(f"slimming: {config.finetune_epochs} epochs of L1 on BN gammas first")
+    samples = _sample_inputs(inputs) if config.criterion == "apoz" else None
+    rounds, plans, history = [], [], {}
+    use_threshold = config.threshold > 0
+    ratios = _round_ratios(config.ratio, config.iterations)
+    for index, round_ratio in enumerate(ratios, start=1):
+        last = index == len(ratios)
+        if config.criterion == "apoz" and index > 1:
+            samples = _sample_inputs(inputs)
+        model, plan = prune_channels(
+            model, config.criterion,
+            ratio=None if use_threshold else round_ratio,
+            threshold=config.threshold if use_threshold else None,
+            scope=config.scope, min_channels=config.min_channels, round_to=config.round_to,
+            sample_inputs=samples,
+        )
+        plans.append(plan)
+        pruned_top1 = _test_top1(model, inputs.data)
+        strategy = config.finetune if last else _intermediate_strategy(config.finetune)
+        model, history = retrain(strategy, model, inputs.teacher, inputs.data,
+                                 _settings(inputs, config.finetune_epochs))
+        rounds.append({"round": index, "ratio": round_ratio, "strategy": strategy,
+                       "channels": plan.channels_after, "macs": count_macs(model),
+                       "top1_before_finetune": pruned_top1,
+                       "top1": _test_top1(model, inputs.data)})
+    if config.finetune_epochs == 0:
+        notes.append("prune.finetune_epochs = 0: no retraining")
+    plan_record = plans[-1].to_dict()
+    plan_record["slimming"] = slimming
+    return MethodOutcome(
+        model=model, top1_before_finetune=rounds[-1]["top1_before_finetune"],
+        finetune=config.finetune, history=history, rounds=tuple(rounds), plan=plan_record,
+        note="; ".join(notes),
+    )
+
+
+def _sparse(inputs: StageInputs) -> MethodOutcome:
+    config = inputs.config
+    mode = magnitude.get_mode(config.method)
+    target = mode.fixed_sparsity if mode.fixed_sparsity is not None else config.ratio
+    one_shot = magnitude.prune_one_shot(inputs.student, mode, target)
+    notes = [f"unstructured {mode.name}: dense shapes unchanged, zeros only"]
+    if mode.fixed_sparsity is not None:
+        notes.append(f"2:4 pattern fixes sparsity at {target:.2f}; prune.ratio ignored")
+    model, history = one_shot, {}
+    if config.finetune_epochs > 0:
+        strategy = "finetune" if config.finetune == "retrain" else config.finetune
+        if strategy != config.finetune:
+            notes.append("retrain is not meaningful for masks: fine-tuned instead")
+        steps = magnitude.steps_for(len(inputs.data.x_train), inputs.training.batch_size,
+                                    config.finetune_epochs)
+        wrapped = magnitude.wrap(inputs.student, mode, target,
+                                 magnitude.polynomial_schedule(target, steps))
+        wrapped, history = retrain(
+            strategy, wrapped, inputs.teacher, inputs.data,
+            _settings(inputs, config.finetune_epochs, (magnitude.update_step_callback(),)),
+        )
+        # Early stopping may restore mid-schedule weights: re-apply the final masks.
+        model = magnitude.prune_one_shot(magnitude.strip(wrapped), mode, target)
+    return MethodOutcome(
+        model=model, top1_before_finetune=_test_top1(one_shot, inputs.data),
+        finetune=config.finetune if config.finetune_epochs > 0 else None, history=history,
+        sparsity=magnitude.sparsity_stats(model, mode).sparsity,
+        sparsity_before_finetune=magnitude.sparsity_stats(one_shot, mode).sparsity,
+        note="; ".join(notes),
+    )
+
+
+METHODS: dict[str, Callable[[StageInputs], MethodOutcome]] = {
+    "none": _none,
+    "channel": _channel,
+    "magnitude": _sparse,
+    "m_by_n": _sparse,
+}
+
+
+def layer_widths(model: Any) -> dict[str, int]:
+    return {layer.name: int(layer.output.shape[-1]) for layer in model.layers
+            if isinstance(layer, WIDTH_LAYERS)}
+
+
+def save_model_atomically(model: Any, path: Path) -> int:
+    """Save to a temp name beside `path`, then rename; returns the file's bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
+    try:
+        model.save(temp)
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+    return path.stat().st_size
+
+
+def _file_sizes(model: Any, path: Path) -> tuple[int, int]:
+    return save_model_atomically(model, path), magnitude.gzip_bytes(path)
+
+
+def run_prune(
+    config: PruneConfig, *, student: Any, teacher: Any, data: Dataset, out_dir: Path,
+    training: StudentConfig | None = None, seed: int = 0,
+) -> PruneResult:
+    """Prune `student` per `config`, retrain, save out_dir/model.keras, return the record.
+
+    `training` gives batch size, optimizer, schedule, temperature and alpha for retraining
+    (default: StudentConfig()); `prune.learning_rate` and `prune.finetune_epochs` override
+    its rate and epochs.
+    """
+    if config.method not in METHODS:
+        raise PruningError(
+            f"unknown prune.method {config.method!r}; expected one of {', '.join(METHODS)}"
+        )
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    inputs = StageInputs(config, student, teacher, data, training or StudentConfig(), seed)
+    top1_before = _test_top1(student, data)
+    outcome = METHODS[config.method](inputs)
+    before_path = out_dir / ".unpruned-size-probe.keras"
+    try:
+        bytes_before, gzip_before = _file_sizes(student, before_path)
+    finally:
+        before_path.unlink(missing_ok=True)
+    bytes_after, gzip_after = _file_sizes(outcome.model, out_dir / MODEL_FILE)
+    widths_before, widths_after = layer_widths(student), layer_widths(outcome.model)
+    return PruneResult(
+        method=config.method,
+        criterion=config.criterion if config.method == "channel" else None,
+        finetune=outcome.finetune,
+        params_before=count_params(student), params_after=count_params(outcome.model),
+        macs_before=count_macs(student), macs_after=count_macs(outcome.model),
+        bytes_before=bytes_before, bytes_after=bytes_after,
+        gzip_bytes_before=gzip_before, gzip_bytes_after=gzip_after,
+        layer_channels={name: (widths_before[name], widths_after.get(name, 0))
+                        for name in widths_before},
+        top1_before_pruning=top1_before,
+        top1_before_finetune=outcome.top1_before_finetune,
+        top1=top1_before if config.method == "none" else _test_top1(outcome.model, data),
+        wall_time_s=round(time.perf_counter() - started, 3),
+        finetune_epochs=config.finetune_epochs if outcome.finetune else 0,
+        sparsity=outcome.sparsity, sparsity_before_finetune=outcome.sparsity_before_finetune,
+        rounds=outcome.rounds, plan=outcome.plan, history=outcome.history, note=outcome.note,
+    )
+
+
+def headline(record: dict[str, Any]) -> str:
+    text = (f"{record['method']} top1={record['top1']:.4f} "
+            f"(before finetune {record['top1_before_finetune']:.4f}) "
+            f"macs={record['macs_after']:,} ({record['mac_ratio']:.2f}x)")
+    if record.get("sparsity") is not None:
+        text += f" sparsity={record['sparsity']:.2f} gzip={record['gzip_bytes_after']:,}B"
+    return text

@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from models import create_model, list_models
+from models.complexity import count_macs, count_params
+from pipeline.errors import ModelError
+from pipeline.tf_env import keras
+
+
+@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("input_shape", [(28, 28, 1), (32, 32, 3)])
+def test_every_model_builds_returns_logits_and_trains_a_step(name: str, input_shape: tuple) -> None:
+    model = create_model(name, input_shape, 10)
+    assert model.output_shape == (None, 10)
+    assert not any(
+        isinstance(layer, keras.layers.Softmax) or getattr(layer, "activation", None)
+        is keras.activations.softmax for layer in model.layers
+    )
+    rng = np.random.default_rng(0)
+    x = rng.random((8, *input_shape), dtype=np.float32)
+    y = np.arange(8) % 10
+    model.compile(optimizer=keras.optimizers.SGD(0.1),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    before = [w.copy() for w in model.get_weights()]
+    loss = model.train_on_batch(x, y)
+    assert np.isfinite(loss)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    logits = model.predict(x, verbose=0)
+    assert not np.allclose(logits.sum(axis=-1), 1.0)  # raw logits, not probabilities
+
+
+def test_seed_models_match_the_article() -> None:
+    teacher = create_model("seed_teacher", (28, 28, 1), 10)
+    student = create_model("seed_student", (28, 28, 1), 10)
+    conv_filters = lambda m: [l.filters for l in m.layers if isinstance(l, keras.layers.Conv2D)]  # noqa: E731
+    dense_units = lambda m: [l.units for l in m.layers if isinstance(l, keras.layers.Dense)]  # noqa: E731
+    assert conv_filters(teacher) == [32, 64, 64] and dense_units(teacher) == [64, 10]
+    assert conv_filters(student) == [16, 32, 32] and dense_units(student) == [32, 10]
+    assert count_params(teacher) == 93_322 and count_params(student) == 23_626
+
+
+def test_resnet8_is_the_mlperf_tiny_network() -> None:
+    model = create_model("resnet8", (32, 32, 3), 10)
+    adds = [l for l in model.layers if isinstance(l, keras.layers.Add)]
+    assert len(adds) == 3
+    assert count_macs(model) == 12_501_632  # MLPerf Tiny quotes 12.5 M MACs
+    half = create_model("resnet8", (32, 32, 3), 10, width=0.5)
+    assert count_macs(half) < 0.3 * count_macs(model)
+
+
+def test_ds_student_is_depthwise_separable() -> None:
+    model = create_model("ds_student", (28, 28, 1), 10, width=0.5)
+    depthwise = [l for l in model.layers if isinstance(l, keras.layers.DepthwiseConv2D)]
+    assert len(depthwise) == 3
+    assert [l.filters for l in model.layers if type(l) is keras.layers.Conv2D] == [8, 16, 32, 32]
+
+
+def test_unknown_model_and_bad_shapes() -> None:
+    with pytest.raises(ModelError, match="unknown model 'vgg'; expected one of ds_student"):
+        create_model("vgg", (28, 28, 1), 10)
+    with pytest.raises(ModelError, match="needs an HWC input shape"):
+        create_model("resnet8", (28, 28), 10)
+    with pytest.raises(ModelError, match="rejected its options"):
+        create_model("resnet8", (28, 28, 1), 10, batch_norm=True)

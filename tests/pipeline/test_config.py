@@ -1,0 +1,88 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import DEFAULT_CONFIG, CONFIG_DIR, PipelineConfig, load_config
+from pipeline.errors import ConfigError
+
+
+def test_default_file_loads_into_frozen_typed_sections() -> None:
+    config = load_config()
+    assert config.data.name == "mnist5k"
+    assert config.teacher.model == "seed_teacher" and config.student.model == "seed_student"
+    assert config.export.precisions == ("fp32", "fp16", "dynamic", "int8")
+    with pytest.raises(AttributeError):
+        config.teacher.epochs = 3  # type: ignore[misc]
+
+
+def test_every_shipped_config_is_valid() -> None:
+    for path in CONFIG_DIR.glob("*.toml"):
+        assert isinstance(load_config(path), PipelineConfig)
+
+
+def test_overrides_are_typed_and_applied() -> None:
+    config = load_config(overrides=[
+        "teacher.epochs=3", "student.temperature=2", "export.formats=tflite",
+        "student.baseline=true", "data.name=npz:/tmp/x.npz", "target.connection.host=10.0.0.5",
+    ])
+    assert config.teacher.epochs == 3
+    assert config.student.temperature == 2.0 and isinstance(config.student.temperature, float)
+    assert config.export.formats == ("tflite",)
+    assert config.student.baseline is True
+    assert config.data.name == "npz:/tmp/x.npz"
+    assert config.target_overrides == (("connection.host", "10.0.0.5"),)
+
+
+def test_fingerprint_changes_with_any_value() -> None:
+    assert load_config().fingerprint() == load_config().fingerprint()
+    assert load_config().fingerprint() != load_config(overrides=["data.seed=1"]).fingerprint()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("teacher.bogus=1", r"unknown key teacher\.bogus; expected one of augment, batch_norm"),
+        ("nosuch.epochs=1", r"unknown config section \[nosuch\]"),
+        ("teacher.epochs=abc", r"teacher\.epochs = 'abc' has the wrong type; expected an integer"),
+        ("teacher.epochs=2.5", r"teacher\.epochs = 2\.5 has the wrong type; expected an integer"),
+        ("teacher.augment=3", r"teacher\.augment = 3 has the wrong type; expected true or false"),
+        ("student.alpha=1.5", r"student\.alpha = 1\.5 is out of range; expected a value from 0\.0 to 1\.0"),
+        ("teacher.epochs=0", r"teacher\.epochs = 0 is out of range; expected a value from 1"),
+        ("prune.method=foo", r"prune\.method = 'foo' is not allowed; expected one of 'channel'"),
+        ("prune.round_to=3", r"prune\.round_to = 3 is not allowed; expected one of 1, 2, 4"),
+        ("export.formats=tflite,tflight", r"export\.formats = \['tflite', 'tflight'\] is not allowed"),
+        ("teacher.epochs", r"override 'teacher\.epochs' is not of the form section\.key=value"),
+    ],
+)
+def test_bad_values_are_named_with_what_is_allowed(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=[override])
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file .*nope.toml not found"):
+        load_config(tmp_path / "nope.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[teacher\nepochs = 1\n")
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        load_config(broken)
+
+
+def test_cli_exits_2_with_the_message_on_a_config_error() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "pipeline", "config", "show", "--set", "student.alpha=7"],
+        capture_output=True, text=True, check=False,
+    )
+    assert completed.returncode == 2
+    assert "student.alpha = 7.0 is out of range" in completed.stderr
+
+
+def test_cli_config_show_prints_the_effective_values() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "pipeline", "config", "show", "--config", str(DEFAULT_CONFIG),
+         "--set", "teacher.epochs=7"],
+        capture_output=True, text=True, check=True,
+    )
+    assert '"epochs": 7' in completed.stdout

@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+
+from pipeline.distiller import Distiller, distillation_loss
+from pipeline.tf_env import keras, tf
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+TEACHER = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]])
+STUDENT = np.array([[1.0, 1.0, 0.0], [-0.5, 0.3, 1.5]])
+LABELS = np.array([0, 2])
+
+
+def _hand_computed(alpha: float, temperature: float) -> tuple[float, float, float]:
+    hard = -np.mean(np.log(_softmax(STUDENT)[np.arange(2), LABELS]))
+    teacher_soft = _softmax(TEACHER / temperature)
+    student_soft = _softmax(STUDENT / temperature)
+    kl = np.mean(np.sum(teacher_soft * (np.log(teacher_soft) - np.log(student_soft)), axis=-1))
+    cross_entropy = np.mean(-np.sum(teacher_soft * np.log(student_soft), axis=-1))
+    return hard, kl, cross_entropy
+
+
+@pytest.mark.parametrize(("alpha", "temperature"), [(0.1, 4.0), (0.5, 1.0), (0.9, 10.0)])
+def test_kd_loss_matches_the_formula(alpha: float, temperature: float) -> None:
+    hard, kl, _ = _hand_computed(alpha, temperature)
+    total, student_loss, soft = distillation_loss(
+        tf.constant(LABELS), tf.constant(TEACHER), tf.constant(STUDENT),
+        alpha=alpha, temperature=temperature,
+    )
+    assert float(student_loss) == pytest.approx(hard, rel=1e-6)
+    assert float(soft) == pytest.approx(kl, rel=1e-6)
+    expected = alpha * hard + (1 - alpha) * temperature**2 * kl
+    assert float(total) == pytest.approx(expected, rel=1e-6)
+
+
+def test_soft_ce_uses_the_plain_soft_label_cross_entropy() -> None:
+    hard, kl, cross_entropy = _hand_computed(0.2, 3.0)
+    total, _, soft = distillation_loss(
+        tf.constant(LABELS), tf.constant(TEACHER), tf.constant(STUDENT),
+        alpha=0.2, temperature=3.0, loss_kind="soft_ce",
+    )
+    assert float(soft) == pytest.approx(cross_entropy, rel=1e-6)
+    assert cross_entropy > kl  # they differ by the teacher's entropy
+    assert float(total) == pytest.approx(0.2 * hard + 0.8 * 9.0 * cross_entropy, rel=1e-6)
+
+
+def _tiny(name: str, batch_norm: bool) -> keras.Model:
+    inputs = keras.Input((6, 6, 1))
+    x = keras.layers.Conv2D(4, 3, name=f"{name}_conv")(inputs)
+    if batch_norm:
+        x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = keras.layers.Flatten()(x)
+    return keras.Model(inputs, keras.layers.Dense(3)(x), name=name)
+
+
+def test_teacher_is_frozen_and_only_the_student_learns() -> None:
+    keras.utils.set_random_seed(0)
+    teacher, student = _tiny("teacher", True), _tiny("student", False)
+    teacher_before = [w.copy() for w in teacher.get_weights()]  # includes BN moving stats
+    student_before = [w.copy() for w in student.get_weights()]
+    distiller = Distiller(teacher=teacher, student=student)
+    distiller.compile(optimizer=keras.optimizers.SGD(0.5), alpha=0.3, temperature=2.0)
+    x = np.random.default_rng(0).random((16, 6, 6, 1), dtype=np.float32)
+    y = np.arange(16) % 3
+    distiller.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(teacher_before, teacher.get_weights()))
+    assert any(not np.array_equal(a, b) for a, b in zip(student_before, student.get_weights()))
+    assert teacher.trainable is False
+
+
+def test_keyword_only_constructor() -> None:
+    with pytest.raises(TypeError):
+        Distiller(_tiny("a", False), _tiny("b", False))  # type: ignore[misc]
