@@ -76,6 +76,7 @@ class StudentConfig(TrainingSection):
 @dataclass(frozen=True)
 class PruneConfig:
     method: str = choice("channel", "channel", "magnitude", "m_by_n", "none")
+    source: str = choice("student", "student", "teacher")  # which trained model to prune
     criterion: str = choice("l1", "l1", "apoz", "bn_scale")
     ratio: float = bounded(0.5, 0.0, 0.95)
     threshold: float = bounded(0.0, 0.0, 1.0)  # > 0 selects by the criterion's rule instead
