@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 SET_ARGS := $(foreach item,$(SET),--set $(item))
 PIPELINE := $(BIN)/python -m pipeline
 
-.PHONY: setup run deploy artifacts profile check report advise targets models test lint clean
+.PHONY: setup run train-cluster deploy artifacts profile check report advise targets models test lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ report: setup
 
 targets: setup
 	$(PIPELINE) targets
+
+WORKERS ?= 2
+train-cluster: setup
+	$(PIPELINE) cluster --workers $(WORKERS) --config $(CONFIG) $(SET_ARGS)
 
 models: setup
 	$(PIPELINE) models

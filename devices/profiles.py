@@ -37,6 +37,17 @@ def list_profiles(environ: Mapping[str, str] = os.environ) -> list[TargetProfile
     return [load_profile(name, environ=environ) for name in profile_names()]
 
 
+def format_targets_table(profiles: list[TargetProfile]) -> str:
+    """`make targets`: one block per target with what it runs and what it needs."""
+    blocks = []
+    for profile in profiles:
+        runs = (f"{profile.artifact_file} on {profile.runtime}, {profile.threads} thread(s), "
+                f"adapter {profile.adapter}")
+        blocks.append(f"{profile.name:<10} {profile.description}\n{'':<10} runs:  {runs}\n"
+                      f"{'':<10} needs: {profile.needs or '-'}")
+    return "\n".join(blocks)
+
+
 def load_profile(
     name_or_path: str | Path,
     overrides: dict[str, str] | None = None,

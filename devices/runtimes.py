@@ -112,6 +112,10 @@ def _model_arguments(model: ModelSource) -> dict[str, Any]:
     return {"model_path": str(path)}
 
 
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())[:1000]
+
+
 def _describe(model: ModelSource) -> str:
     return "in-memory model" if isinstance(model, bytes | bytearray) else str(model)
 
@@ -136,8 +140,8 @@ def _create_interpreter(
         if _is_numpy2_failure(exc):
             raise _Numpy2Incompatible(str(exc)) from exc
         raise ArtifactError(
-            f"{_describe(model)} is not a loadable TFLite model: {exc} (hint: the file is "
-            "corrupt or truncated; re-run the export stage)"
+            f"{_describe(model)} is not a loadable TFLite model: {_one_line(exc)} "
+            "(hint: the file is corrupt or truncated; re-run the export stage)"
         ) from exc
     return interpreter
 
@@ -263,8 +267,8 @@ def load_onnx_session(model: ModelSource, threads: int = 1) -> tuple[Any, Runtim
         )
     except Exception as exc:  # onnxruntime raises its own pybind exception types
         raise ArtifactError(
-            f"{_describe(model)} is not a loadable ONNX model: {exc} (hint: the file is "
-            "corrupt or truncated; re-run the export stage)"
+            f"{_describe(model)} is not a loadable ONNX model: {_one_line(exc)} "
+            "(hint: the file is corrupt or truncated; re-run the export stage)"
         ) from exc
     return session, RuntimeInfo("onnxruntime", onnxruntime.__version__)
 

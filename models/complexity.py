@@ -37,7 +37,8 @@ def _conv_macs(layer: Any) -> int:
 
 def _depthwise_macs(layer: Any) -> int:
     kernel_h, kernel_w, _, _ = layer.depthwise_kernel.shape
-    return _spatial(layer.output.shape) * int(layer.output.shape[-1]) * int(kernel_h) * int(kernel_w)
+    output_elements = _spatial(layer.output.shape) * int(layer.output.shape[-1])
+    return output_elements * int(kernel_h) * int(kernel_w)
 
 
 def _dense_macs(layer: Any) -> int:

@@ -30,6 +30,20 @@ def command_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_cluster(args: argparse.Namespace) -> int:
+    from pipeline.cluster import run_local_cluster
+
+    run_arguments = ["--build-dir", args.build_dir]
+    run_arguments += ["--config", str(args.config)] if args.config else []
+    run_arguments += [part for item in args.set or [] for part in ("--set", item)]
+    run_arguments += ["--until", args.until] if args.until else []
+    outcomes = run_local_cluster(args.workers, run_arguments, Path(args.build_dir) / "cluster")
+    for outcome in outcomes:
+        role = "chief " if outcome.index == 0 else "worker"
+        print(f"{role} {outcome.index}: exit {outcome.returncode}  log {outcome.log}")
+    return max(outcome.returncode for outcome in outcomes)
+
+
 def command_models(args: argparse.Namespace) -> int:
     from models import list_models, model_description
 
@@ -81,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="recompute STAGE and everything after it; repeatable")
     run.add_argument("--until", metavar="STAGE", help="stop after STAGE")
     run.set_defaults(handler=command_run)
+
+    cluster = commands.add_parser(
+        "cluster", help="train with multi_worker on N local workers (127.0.0.1 ports)"
+    )
+    _add_config_options(cluster)
+    cluster.add_argument("--workers", type=int, default=2, help="number of workers (default 2)")
+    cluster.add_argument("--until", metavar="STAGE", help="stop after STAGE")
+    cluster.set_defaults(handler=command_cluster)
 
     commands.add_parser("models", help="list the model zoo").set_defaults(handler=command_models)
     commands.add_parser("datasets", help="list dataset sources").set_defaults(

@@ -116,6 +116,14 @@ class ProfileConfig:
 
 
 @dataclass(frozen=True)
+class DistributeConfig:
+    """How training runs: one process (`default`), every local GPU or the CPU (`mirrored`),
+    or several machines (`multi_worker`, the cluster from the TF_CONFIG variable)."""
+
+    strategy: str = choice("default", "default", "mirrored", "multi_worker")
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     data: DataConfig = DataConfig()
     teacher: TeacherConfig = TeacherConfig()
@@ -124,6 +132,7 @@ class PipelineConfig:
     export: ExportConfig = ExportConfig()
     validate: ValidateConfig = ValidateConfig()
     profile: ProfileConfig = ProfileConfig()
+    distribute: DistributeConfig = DistributeConfig()
     target_overrides: tuple[tuple[str, str], ...] = ()  # `--set target.x=y`, for the profile
 
     def section(self, name: str) -> Any:
@@ -136,7 +145,9 @@ class PipelineConfig:
         return hashlib.sha256(canonical_json(self.to_dict()).encode()).hexdigest()[:16]
 
 
-SECTION_NAMES = ("data", "teacher", "student", "prune", "export", "validate", "profile")
+SECTION_NAMES = (
+    "data", "teacher", "student", "prune", "export", "validate", "profile", "distribute",
+)
 
 
 def canonical_json(value: Any) -> str:

@@ -83,8 +83,10 @@ class Distiller(keras.Model):
                 temperature=self.temperature, loss_kind=self.loss_kind,
             )
             total += tf.add_n(self.student.losses) if self.student.losses else 0.0
+            # Replicas' gradients are summed when applied: average them instead.
+            scaled_total = total / tf.distribute.get_strategy().num_replicas_in_sync
         variables = self.student.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
+        self.optimizer.apply_gradients(zip(tape.gradient(scaled_total, variables), variables))
         return self._update_metrics(labels, student_logits, total, student_loss, soft)
 
     def test_step(self, data: Any) -> dict[str, Any]:

@@ -34,7 +34,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_write_json(path: Path, document: Any) -> None:
-    atomic_write_text(path, json.dumps(document, indent=2, sort_keys=True, default=_json_default) + "\n")
+    text = json.dumps(document, indent=2, sort_keys=True, default=_json_default)
+    atomic_write_text(path, text + "\n")
 
 
 def _json_default(value: Any) -> Any:

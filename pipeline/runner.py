@@ -4,6 +4,7 @@ from the last finished one when started again."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from pipeline import flow
 from pipeline.cache import CacheEntry, StageCache, cache_key
 from pipeline.config import PipelineConfig, section_to_dict
 from pipeline.data import Dataset, load_dataset
+from pipeline.distribute import cluster_role, strategy_for
+from pipeline.errors import CacheError
 from pipeline.stage import Stage, StageContext
 
 
@@ -47,6 +50,12 @@ class Runner:
     ) -> None:
         self.config = config
         self.cache = StageCache(Path(build_dir) / "cache")
+        # In a cluster only the chief writes the shared cache; other workers read it (they
+        # must hit and miss in lockstep with the chief) and write a private copy.
+        self.role = cluster_role()
+        self.write_cache = self.cache if self.role.is_chief else StageCache(
+            Path(build_dir) / f"worker-{self.role.task_index}" / "cache"
+        )
         self.stages = list(stages) if stages is not None else flow.stages()
         names = [stage.name for stage in self.stages]
         self.force = {flow.check_stage_name(name, names) for name in force}
@@ -59,6 +68,7 @@ class Runner:
 
     def run(self, until: str | None = None) -> RunResult:
         started = time.perf_counter()
+        self.strategy = strategy_for(self.config.distribute)  # before any other TF op
         dataset = load_dataset(self.config.data)
         self.echo(
             f"dataset    {dataset.name}: {len(dataset.y_train)} train / {len(dataset.y_val)} "
@@ -81,21 +91,29 @@ class Runner:
         forced: bool,
     ) -> StageOutcome:
         started = time.perf_counter()
-        entry = None if forced else self.cache.lookup(stage.name, key, warn=self._warn)
+        entry = None if forced else self._lookup(stage.name, key)
         hit = entry is not None
         if entry is None:
             self.echo(f"{stage.name:<10} running…")
             upstream = {name: outcomes[name].entry for name in stage.upstream}
-            with self.cache.writer(stage.name, key) as scratch:
+            with self.write_cache.writer(stage.name, key) as scratch:
                 context = StageContext(self.config, dataset, scratch, upstream)
-                record = stage.run(context)
-                self.cache.seal(scratch, stage.name, key, record)
-            entry = self.cache.lookup(stage.name, key, warn=self._warn)
-            assert entry is not None, "a sealed entry must verify"
+                with self.strategy.scope() if stage.trains else contextlib.nullcontext():
+                    record = stage.run(context)
+                self.write_cache.seal(scratch, stage.name, key, record)
+            entry = self.write_cache.lookup(stage.name, key, warn=self._warn)
+            if entry is None:
+                raise CacheError(f"stage {stage.name}: the entry just written does not verify")
         seconds = round(time.perf_counter() - started, 3)
         status = "cache hit" if hit else "computed"
         self.echo(f"{stage.name:<10} {status:<9} {seconds:8.1f}s  {stage.headline(entry.record)}")
         return StageOutcome(stage.name, entry, hit, seconds)
+
+    def _lookup(self, stage: str, key: str) -> CacheEntry | None:
+        entry = self.cache.lookup(stage, key, warn=self._warn)
+        if entry is None and self.write_cache is not self.cache:
+            entry = self.write_cache.lookup(stage, key, warn=self._warn)
+        return entry
 
     def _warn(self, message: str) -> None:
         self.echo(f"warning: {message}")

@@ -31,6 +31,7 @@ class Stage:
     upstream: tuple[str, ...]
     run: Callable[[StageContext], dict[str, Any]]
     headline: Callable[[dict[str, Any]], str]
+    trains: bool = False  # builds and trains models: runs inside the distribution strategy
 
 
 def save_model(model: Any, out_dir: Path) -> Path:

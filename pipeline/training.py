@@ -13,6 +13,7 @@ import numpy as np
 from pipeline.config import StudentConfig, TrainingSection
 from pipeline.data import Dataset
 from pipeline.distiller import Distiller
+from pipeline.distribute import replicas_in_sync
 from pipeline.tf_env import keras, tf
 
 AUGMENT_SHIFT_PIXELS = 2
@@ -98,7 +99,9 @@ def _fit(
     learning_rate: float, seed: int, callbacks: tuple[Any, ...], compile_options: dict[str, Any],
 ) -> TrainingHistory:
     seed_everything(seed)
-    steps_per_epoch = int(np.ceil(len(data.x_train) / settings.batch_size))
+    # batch_size is per replica; under a strategy Keras splits each global batch.
+    global_batch_size = settings.batch_size * replicas_in_sync()
+    steps_per_epoch = int(np.ceil(len(data.x_train) / global_batch_size))
     trainer.compile(
         optimizer=make_optimizer(
             settings, learning_rate=learning_rate, total_steps=steps_per_epoch * epochs
@@ -107,7 +110,7 @@ def _fit(
         **compile_options,
     )
     train = make_input_pipeline(
-        data.x_train, data.y_train, settings.batch_size, shuffle=True,
+        data.x_train, data.y_train, global_batch_size, shuffle=True,
         augment=settings.augment, seed=seed,
     )
     has_validation = len(data.x_val) > 0
@@ -158,7 +161,11 @@ def train_distilled(
 
 
 def predict_logits(model: keras.Model, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
+    """Plain local forward passes: the same numbers inside or outside a distribution
+    strategy (`model.predict` would split batches across replicas)."""
+    batches = [model(x[start:start + batch_size], training=False).numpy()
+               for start in range(0, len(x), batch_size)]
+    return np.concatenate(batches) if batches else np.zeros((0,) + model.output_shape[1:])
 
 
 def top1(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:

@@ -62,7 +62,7 @@ class SysrootError(RuntimeError):
 def fingerprint() -> str:
     recipe = {"python": PYTHON_VERSION, "debs": DEBIAN_PACKAGES, "wheels": WHEELS,
               "skipped": sorted(SKIPPED_PACKAGES), "cpu": QEMU_CPU, "cpuinfo": CPUINFO_CORE,
-              "version": 2}
+              "version": 3}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -79,7 +79,8 @@ def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
     print("+", " ".join(command), file=sys.stderr, flush=True)
     result = subprocess.run(command, text=True, capture_output=True, **kwargs)
     if result.returncode != 0:
-        raise SysrootError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-2000:]}")
+        raise SysrootError(f"{' '.join(command)} failed ({result.returncode}):\n"
+                           f"{result.stderr[-2000:]}")
     return result
 
 
@@ -97,34 +98,46 @@ def ensure_arm64_architecture() -> None:
 
 
 def resolve_packages() -> list[str]:
-    """The arm64 packages the interpreter needs: Depends/PreDepends, recursively."""
+    """apt names of what the interpreter needs (Depends/PreDepends, recursively).
+
+    apt-cache prints arm64 packages as `name:arm64` and architecture-independent ones
+    without a suffix (unsuffixed names are also host packages pulled in by those); the
+    unsuffixed ones are kept only when they really are `Architecture: all`.
+    """
     command = ["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests",
                "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances"]
     output = run(command + [f"{name}:arm64" for name in DEBIAN_PACKAGES]).stdout
-    names: set[str] = set()
+    arm64: set[str] = set()
+    unsuffixed: set[str] = set()
     for line in output.splitlines():
         if line.startswith((" ", "<")):
             continue  # dependency lines and virtual packages; real packages appear unindented
-        name = line.strip().split(":")[0]
+        name, _, arch = line.strip().partition(":")
         if name and name not in SKIPPED_PACKAGES:
-            names.add(name)
-    return sorted(names)
+            (arm64 if arch == "arm64" else unsuffixed).add(name)
+    candidates = sorted(unsuffixed - arm64)
+    return sorted(f"{name}:arm64" for name in arm64) + architecture_all(candidates)
+
+
+def architecture_all(names: list[str]) -> list[str]:
+    if not names:
+        return []
+    shown = run(["apt-cache", "show", "--no-all-versions", *names]).stdout
+    found = []
+    for paragraph in shown.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in paragraph.splitlines() if ": " in line
+                      and not line.startswith(" "))
+        if fields.get("Architecture") == "all" and fields.get("Package") in names:
+            found.append(fields["Package"])
+    return sorted(set(found))
 
 
 def download_debs(packages: list[str], debs: Path) -> list[Path]:
-    debs.mkdir(parents=True, exist_ok=True)
-    wanted = []
-    for name in packages:
-        wanted.append(f"{name}:arm64" if is_arch_dependent(name) else name)
-    run(["apt-get", "download", *wanted], cwd=debs)
+    if debs.exists():
+        shutil.rmtree(debs)  # only this recipe's packages get extracted
+    debs.mkdir(parents=True)
+    run(["apt-get", "download", *packages], cwd=debs)
     return sorted(debs.glob("*.deb"))
-
-
-def is_arch_dependent(name: str) -> bool:
-    shown = subprocess.run(["apt-cache", "show", "--no-all-versions", f"{name}:arm64"],
-                           capture_output=True, text=True)
-    # arch-all packages: `show name:arm64` fails or prints nothing, depending on apt's mood
-    return shown.returncode == 0 and "Architecture: arm64" in shown.stdout
 
 
 def extract_debs(deb_files: list[Path], sysroot: Path) -> None:

@@ -81,6 +81,7 @@ def generate_sources(tflite_path: Path, out_dir: Path, *, inputs: np.ndarray | N
                                  graph_macs(graph)),
         "model.c": _model_source(graph, plan, emitted, scratch, source_tensor, output_tensor),
     }
+    files["README.md"] = _readme(graph_macs(graph), plan.arena_bytes, scratch * 2)
     if samples is not None:
         files["model_samples.h"] = _samples_header(samples)
         files["model_samples.c"] = _samples_source(samples)
@@ -252,4 +253,23 @@ def _samples_source(samples: np.ndarray) -> str:
 const int8_t model_samples[MODEL_SAMPLE_COUNT][{samples.shape[1]}] = {{
 {rows}
 }};
+"""
+
+
+def _readme(macs: int, arena_bytes: int, scratch_bytes: int) -> str:
+    return f"""# Generated int8 model (portable C99)
+
+Add `model.c` and `mcu_kernels.c` to your firmware project and include `model.h`:
+
+```c
+#include "model.h"
+static int8_t input[MODEL_INPUT_BYTES], output[MODEL_OUTPUT_BYTES];
+/* q = clamp(round(x / MODEL_INPUT_SCALE) + MODEL_INPUT_ZERO_POINT, -128, 127) */
+model_invoke(input, output);  /* logits, int8: MODEL_OUTPUT_SCALE/ZERO_POINT */
+```
+
+- {macs:,} MACs per inference; static RAM: {arena_bytes:,} B arena + {scratch_bytes:,} B scratch.
+- No heap, no libm; weights are `const` (they stay in flash).
+- On Cortex-M4/M7 compile with `-DMCU_USE_SIMD` for the SMLAD inner loops (same results).
+- Outputs are bit-exact with LiteRT's reference kernels.
 """

@@ -124,8 +124,10 @@ def _conv_like(ctx: EmitContext, op: Operator, depthwise: bool) -> EmittedOp:
                  f"{name}_multiplier, {name}_shift, {ctx.tensor_ref(op.outputs[0])}")
     if depthwise:
         return EmittedOp(declarations, f"mcu_depthwise_conv2d_s8({arguments});")
+    patch = k_h * k_w * in_c
+    # int16 patch, then the raw int8 patch (rounded up to whole int16 slots)
     return EmittedOp(declarations, f"mcu_conv2d_s8({arguments}, mcu_scratch);",
-                     scratch_int16=k_h * k_w * in_c)
+                     scratch_int16=patch + (patch + 1) // 2)
 
 
 @emitter("CONV_2D")
@@ -152,6 +154,8 @@ def emit_fully_connected(ctx: EmitContext, op: Operator) -> EmittedOp:
         "batches": batches, "depth": depth, "units": units,
         "input_offset": -source.zero_point, "filter_offset": -weights.zero_point,
         "output_offset": output.zero_point, "act_min": act_min, "act_max": act_max,
+        # LiteRT requantises int8 FULLY_CONNECTED with one 64-bit rounding step
+        "single_rounding": 1,
     }
     bias_decls, bias_ref = _bias_array(ctx, op, name)
     declarations = [

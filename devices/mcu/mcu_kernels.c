@@ -37,9 +37,19 @@ int32_t mcu_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int3
                                   right_shift);
 }
 
+/* x * multiplier * 2^(shift - 31) with one rounding step (TFLite's single-rounding form) */
+static int32_t multiply_single_rounding(int32_t x, int32_t multiplier, int32_t shift) {
+    const int32_t total_shift = 31 - shift;
+    const int64_t product = (int64_t)x * (int64_t)multiplier + ((int64_t)1 << (total_shift - 1));
+    return (int32_t)(product >> total_shift);
+}
+
 static int32_t multiply_smaller_than_one(int32_t x, int32_t multiplier, int32_t shift) {
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, multiplier), -shift);
 }
+
+static int32_t max_i32(int32_t a, int32_t b) { return a > b ? a : b; }
+static int32_t min_i32(int32_t a, int32_t b) { return a < b ? a : b; }
 
 static int8_t clamp_to_s8(int32_t value, int32_t low, int32_t high) {
     if (value < low) value = low;
@@ -55,23 +65,13 @@ static int32_t requantize(int32_t acc, int32_t multiplier, int32_t shift, int32_
 /* With SIMD the patch is stored in groups of four reordered as (0, 2, 1, 3): SXTB16
  * expands bytes 0 and 2 of a filter word, SXTB16 of the word rotated by 8 bytes 1 and 3. */
 
-static void store_patch_group(int16_t *patch, int32_t count) {
 #if MCU_SIMD
-    int32_t i;
-    for (i = 0; i + 4 <= count; i += 4) {
-        const int16_t second = patch[i + 1];
-        patch[i + 1] = patch[i + 2];
-        patch[i + 2] = second;
-    }
-#else
-    (void)patch;
-    (void)count;
-#endif
+/* bytes 1 and 3 sign-extended to halfwords: SXTB16 with its ROR #8 operand */
+static uint32_t sxtb16_odd(uint32_t value) {
+    uint32_t result;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(result) : "r"(value));
+    return result;
 }
-
-#if MCU_SIMD
-/* the compiler folds this into SXTB16's ROR operand */
-static uint32_t rotate8(uint32_t value) { return (value >> 8) | (value << 24); }
 
 static uint32_t load_u32(const void *address) {
     uint32_t value;
@@ -87,7 +87,7 @@ static int32_t dot_patch(const int16_t *patch, const int8_t *filter, int32_t cou
     for (; i + 4 <= count; i += 4) {
         const uint32_t weights = load_u32(filter + i);
         const uint32_t even = __sxtb16(weights);
-        const uint32_t odd = __sxtb16(rotate8(weights));
+        const uint32_t odd = sxtb16_odd(weights);
         acc = __smlad(even, load_u32(patch + i), acc);
         acc = __smlad(odd, load_u32(patch + i + 2), acc);
     }
@@ -111,9 +111,9 @@ static void dot_patch_pair(const int16_t *patch, const int8_t *filter_a, const i
         const uint32_t weights_a = load_u32(filter_a + i);
         const uint32_t weights_b = load_u32(filter_b + i);
         sum_a = __smlad(__sxtb16(weights_a), patch_even, sum_a);
-        sum_a = __smlad(__sxtb16(rotate8(weights_a)), patch_odd, sum_a);
+        sum_a = __smlad(sxtb16_odd(weights_a), patch_odd, sum_a);
         sum_b = __smlad(__sxtb16(weights_b), patch_even, sum_b);
-        sum_b = __smlad(__sxtb16(rotate8(weights_b)), patch_odd, sum_b);
+        sum_b = __smlad(sxtb16_odd(weights_b), patch_odd, sum_b);
     }
 #endif
     for (; i < count; ++i) {
@@ -124,28 +124,104 @@ static void dot_patch_pair(const int16_t *patch, const int8_t *filter_a, const i
     *acc_b = sum_b;
 }
 
+/* Four filter rows (`stride` bytes apart) against one patch. */
+static void dot_patch_quad(const int16_t *patch, const int8_t *filter, int32_t stride,
+                           int32_t count, int32_t *acc) {
+    int32_t sum0 = 0, sum1 = 0, sum2 = 0, sum3 = 0;
+    int32_t i = 0;
+#if MCU_SIMD
+    {
+        /* one walking filter pointer with register offsets keeps everything in registers */
+        const int8_t *weights_at = filter;
+        const int16_t *patch_at = patch;
+        const int16_t *patch_end = patch + (count & ~3);
+        const int32_t stride2 = 2 * stride;
+        const int32_t stride3 = 3 * stride;
+        while (patch_at < patch_end) {
+            const uint32_t patch_even = load_u32(patch_at);
+            const uint32_t patch_odd = load_u32(patch_at + 2);
+            uint32_t weights = load_u32(weights_at);
+            patch_at += 4;
+            sum0 = __smlad(__sxtb16(weights), patch_even, sum0);
+            sum0 = __smlad(sxtb16_odd(weights), patch_odd, sum0);
+            weights = load_u32(weights_at + stride);
+            sum1 = __smlad(__sxtb16(weights), patch_even, sum1);
+            sum1 = __smlad(sxtb16_odd(weights), patch_odd, sum1);
+            weights = load_u32(weights_at + stride2);
+            sum2 = __smlad(__sxtb16(weights), patch_even, sum2);
+            sum2 = __smlad(sxtb16_odd(weights), patch_odd, sum2);
+            weights = load_u32(weights_at + stride3);
+            weights_at += 4;
+            sum3 = __smlad(__sxtb16(weights), patch_even, sum3);
+            sum3 = __smlad(sxtb16_odd(weights), patch_odd, sum3);
+        }
+        i = count & ~3;
+    }
+#endif
+    for (; i < count; ++i) {
+        const int32_t value = patch[i];
+        sum0 += value * filter[i];
+        sum1 += value * filter[stride + i];
+        sum2 += value * filter[2 * stride + i];
+        sum3 += value * filter[3 * stride + i];
+    }
+    acc[0] = sum0;
+    acc[1] = sum1;
+    acc[2] = sum2;
+    acc[3] = sum3;
+}
+
 /* ---- convolution --------------------------------------------------------------------- */
 
-/* Gather the receptive field of one output pixel as int16 (input + offset); taps in the
- * padding are 0, which is what skipping them in TFLite's loop amounts to. */
+/* Gather the receptive field of one output pixel as raw int8; taps in the padding get the
+ * input zero point, which becomes 0 once the offset is added (TFLite skips those taps). */
 static void gather_patch(const mcu_conv_params *p, const int8_t *input, int32_t in_y0,
-                         int32_t in_x0, int16_t *patch) {
-    int16_t *write = patch;
-    int32_t fy, fx, c;
-    for (fy = 0; fy < p->k_h; ++fy) {
+                         int32_t in_x0, int8_t *patch) {
+    const int8_t pad = (int8_t)(-p->input_offset);
+    const int32_t row_bytes = p->k_w * p->in_c;
+    int32_t fy, fx;
+    for (fy = 0; fy < p->k_h; ++fy, patch += row_bytes) {
         const int32_t in_y = in_y0 + fy * p->dilation_h;
-        for (fx = 0; fx < p->k_w; ++fx) {
-            const int32_t in_x = in_x0 + fx * p->dilation_w;
-            if (in_y < 0 || in_y >= p->in_h || in_x < 0 || in_x >= p->in_w) {
-                memset(write, 0, (size_t)p->in_c * sizeof(int16_t));
-            } else {
-                const int8_t *pixel = input + ((int32_t)in_y * p->in_w + in_x) * p->in_c;
-                for (c = 0; c < p->in_c; ++c) {
-                    write[c] = (int16_t)(pixel[c] + p->input_offset);
+        const int8_t *row = input + in_y * p->in_w * p->in_c;
+        if (in_y < 0 || in_y >= p->in_h) {
+            memset(patch, pad, (size_t)row_bytes);
+        } else if (p->dilation_w == 1) {
+            /* the in-bounds taps of a row are one contiguous run of the input */
+            int32_t start = max_i32(0, -in_x0);
+            int32_t end = min_i32(p->k_w, p->in_w - in_x0);
+            if (end < start) start = end = 0;
+            memset(patch, pad, (size_t)(start * p->in_c));
+            memcpy(patch + start * p->in_c, row + (in_x0 + start) * p->in_c,
+                   (size_t)((end - start) * p->in_c));
+            memset(patch + end * p->in_c, pad, (size_t)((p->k_w - end) * p->in_c));
+        } else {
+            for (fx = 0; fx < p->k_w; ++fx) {
+                const int32_t in_x = in_x0 + fx * p->dilation_w;
+                if (in_x < 0 || in_x >= p->in_w) {
+                    memset(patch + fx * p->in_c, pad, (size_t)p->in_c);
+                } else {
+                    memcpy(patch + fx * p->in_c, row + in_x * p->in_c, (size_t)p->in_c);
                 }
             }
-            write += p->in_c;
         }
+    }
+}
+
+/* int8 -> int16 with the input offset added; with SIMD in the (0, 2, 1, 3) group order. */
+static void widen_patch(const int8_t *source, int16_t *target, int32_t count, int32_t offset) {
+    int32_t i = 0;
+#if MCU_SIMD
+    const uint32_t offset_pair = ((uint32_t)(uint16_t)offset << 16) | (uint16_t)offset;
+    for (; i + 4 <= count; i += 4) {
+        const uint32_t bytes = load_u32(source + i);
+        const uint32_t even = __sadd16(__sxtb16(bytes), offset_pair);
+        const uint32_t odd = __sadd16(sxtb16_odd(bytes), offset_pair);
+        memcpy(target + i, &even, 4);
+        memcpy(target + i + 2, &odd, 4);
+    }
+#endif
+    for (; i < count; ++i) {
+        target[i] = (int16_t)(source[i] + offset);
     }
 }
 
@@ -153,6 +229,8 @@ void mcu_conv2d_s8(const mcu_conv_params *p, const int8_t *input, const int8_t *
                    const int32_t *bias, const int32_t *multipliers, const int32_t *shifts,
                    int8_t *output, int16_t *scratch) {
     const int32_t patch_len = p->k_h * p->k_w * p->in_c;
+    /* the raw int8 patch sits behind the int16 one in the scratch buffer */
+    int8_t *patch8 = (int8_t *)(scratch + patch_len);
     int32_t b, oy, ox, oc;
     for (b = 0; b < p->batches; ++b) {
         const int8_t *batch_in = input + b * p->in_h * p->in_w * p->in_c;
@@ -160,9 +238,21 @@ void mcu_conv2d_s8(const mcu_conv_params *p, const int8_t *input, const int8_t *
             for (ox = 0; ox < p->out_w; ++ox) {
                 int8_t *out = output + ((b * p->out_h + oy) * p->out_w + ox) * p->out_c;
                 gather_patch(p, batch_in, oy * p->stride_h - p->pad_top,
-                             ox * p->stride_w - p->pad_left, scratch);
-                store_patch_group(scratch, patch_len);
-                for (oc = 0; oc + 2 <= p->out_c; oc += 2) {
+                             ox * p->stride_w - p->pad_left, patch8);
+                widen_patch(patch8, scratch, patch_len, p->input_offset);
+                for (oc = 0; oc + 4 <= p->out_c; oc += 4) {
+                    int32_t acc[4];
+                    int32_t lane;
+                    dot_patch_quad(scratch, filter + oc * patch_len, patch_len, patch_len, acc);
+                    for (lane = 0; lane < 4; ++lane) {
+                        int32_t value = acc[lane];
+                        if (bias) value += bias[oc + lane];
+                        value = requantize(value, multipliers[oc + lane], shifts[oc + lane],
+                                           p->output_offset);
+                        out[oc + lane] = clamp_to_s8(value, p->act_min, p->act_max);
+                    }
+                }
+                for (; oc + 2 <= p->out_c; oc += 2) {
                     int32_t acc_a, acc_b;
                     dot_patch_pair(scratch, filter + oc * patch_len,
                                    filter + (oc + 1) * patch_len, patch_len, &acc_a, &acc_b);
@@ -229,10 +319,7 @@ void mcu_fully_connected_s8(const mcu_fc_params *p, const int8_t *input, const i
                             const int32_t *shifts, int8_t *output, int16_t *scratch) {
     int32_t b, d, u;
     for (b = 0; b < p->batches; ++b) {
-        for (d = 0; d < p->depth; ++d) {
-            scratch[d] = (int16_t)(input[b * p->depth + d] + p->input_offset);
-        }
-        store_patch_group(scratch, p->depth);
+        widen_patch(input + b * p->depth, scratch, p->depth, p->input_offset);
         for (u = 0; u < p->units; ++u) {
             const int8_t *row = filter + u * p->depth;
             int32_t acc = dot_patch(scratch, row, p->depth);
@@ -242,16 +329,17 @@ void mcu_fully_connected_s8(const mcu_fc_params *p, const int8_t *input, const i
                 acc += p->filter_offset * input_sum;
             }
             if (bias) acc += bias[u];
-            acc = requantize(acc, multipliers[u], shifts[u], p->output_offset);
+            if (p->single_rounding) {
+                acc = multiply_single_rounding(acc, multipliers[u], shifts[u]) + p->output_offset;
+            } else {
+                acc = requantize(acc, multipliers[u], shifts[u], p->output_offset);
+            }
             output[b * p->units + u] = clamp_to_s8(acc, p->act_min, p->act_max);
         }
     }
 }
 
 /* ---- pooling ------------------------------------------------------------------------ */
-
-static int32_t max_i32(int32_t a, int32_t b) { return a > b ? a : b; }
-static int32_t min_i32(int32_t a, int32_t b) { return a < b ? a : b; }
 
 static void pool_s8(const mcu_pool_params *p, const int8_t *input, int8_t *output,
                     int is_max) {

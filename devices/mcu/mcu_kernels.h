@@ -31,6 +31,7 @@ typedef struct {
     int32_t batches, depth, units;
     int32_t input_offset, filter_offset, output_offset;
     int32_t act_min, act_max;
+    int32_t single_rounding; /* LiteRT's int8 FC rounds once, in 64 bits */
 } mcu_fc_params;
 
 typedef struct {

@@ -6,6 +6,7 @@ the config name to it, so a new precision is one function and one line.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -69,7 +70,10 @@ def convert_tflite(model: Any, precision: str, representative: np.ndarray) -> by
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     TFLITE_PRECISIONS[precision](converter, representative)
     try:
-        content = converter.convert()
+        with warnings.catch_warnings():
+            # int8 I/O makes the converter ask for input statistics it then computes itself.
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+            content = converter.convert()
     except Exception as exc:  # the converter raises ConverterError, ValueError, RuntimeError
         raise ExportError(
             f"TFLite {precision} conversion of model {getattr(model, 'name', '?')!r} failed: "

@@ -1,10 +1,10 @@
 """TensorFlow Model Optimization's unstructured modes, for comparison with channel pruning.
 
-`magnitude` zeroes the smallest weights of every Conv2D/Dense/DepthwiseConv2D kernel under a
-polynomial schedule; `m_by_n` zeroes 2 of every 4 consecutive input weights of Conv2D and
-Dense kernels (2:4). After `strip_pruning` the model is dense again: same shapes, same
-parameter count, same file size; only a compressor (gzip) or a sparse kernel can exploit
-the zeros, which is why TFLite shows no latency gain for them.
+`magnitude` zeroes the smallest weights of every Conv2D/Dense kernel under a polynomial
+schedule; `m_by_n` zeroes 2 of every 4 consecutive input weights of the same kernels (2:4).
+Depthwise kernels stay dense: TFMOT does not prune them. After `strip_pruning` the model is
+dense again: same shapes, same parameter count, same file size; only a compressor (gzip) or
+a sparse kernel can exploit the zeros, which is why TFLite shows no latency gain for them.
 """
 
 from __future__ import annotations
@@ -35,20 +35,15 @@ class SparsityMode:
     fixed_sparsity: float | None  # m_by_n: the pattern decides, not `ratio`
 
 
-def _kernel_layer(layer: Any) -> bool:
-    # tf_keras' DepthwiseConv2D is not a Conv2D subclass, so it is listed on its own
-    return isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D
-                      | keras.layers.Dense)
-
-
 def _dense_or_conv(layer: Any) -> bool:
-    """TFMOT's 2:4 pattern runs along a kernel's input channels: Conv2D and Dense only."""
+    """The kernels TFMOT prunes: Conv2D and Dense. Its registry lists no prunable weight
+    for DepthwiseConv2D (and tf_keras' DepthwiseConv2D is not a Conv2D subclass)."""
     return isinstance(layer, keras.layers.Conv2D | keras.layers.Dense)
 
 
 MODES: dict[str, SparsityMode] = {
     "magnitude": SparsityMode(
-        "magnitude", _kernel_layer,
+        "magnitude", _dense_or_conv,
         lambda sparsity, schedule: {"pruning_schedule": schedule}, None,
     ),
     "m_by_n": SparsityMode(

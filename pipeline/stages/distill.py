@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pipeline.distribute import describe
 from pipeline.stage import Stage, StageContext, load_model, save_model, top1_headline
 from pipeline.stages.train import build_for, result_for
 from pipeline.training import train_classifier, train_distilled
@@ -21,7 +22,10 @@ def run_distill(context: StageContext) -> dict[str, Any]:
     student = build_for(section, dataset)
     history = train_distilled(student, teacher, dataset, section, seed=seed)
     path = save_model(student, context.out_dir)
-    record = result_for(section.model, student, dataset, history, path.stat().st_size).to_dict()
+    distribute = describe(context.config.distribute, section.batch_size)
+    record = result_for(
+        section.model, student, dataset, history, path.stat().st_size, distribute
+    ).to_dict()
     record["loss"], record["temperature"], record["alpha"] = (
         section.loss, section.temperature, section.alpha
     )
@@ -37,7 +41,10 @@ def _train_scratch(context: StageContext, out_dir: Path) -> dict[str, Any]:
     history = train_classifier(model, dataset, section, seed=context.config.data.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = save_model(model, out_dir)
-    return result_for(section.model, model, dataset, history, path.stat().st_size).to_dict()
+    distribute = describe(context.config.distribute, section.batch_size)
+    return result_for(
+        section.model, model, dataset, history, path.stat().st_size, distribute
+    ).to_dict()
 
 
 def headline(record: dict[str, Any]) -> str:
@@ -48,6 +55,6 @@ def headline(record: dict[str, Any]) -> str:
 
 
 STAGE = Stage(
-    name="student", version=1, sections=("student",), upstream=("teacher",),
-    run=run_distill, headline=headline,
+    name="student", version=1, sections=("student", "distribute"), upstream=("teacher",),
+    run=run_distill, headline=headline, trains=True,
 )

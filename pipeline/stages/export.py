@@ -19,6 +19,7 @@ import numpy as np
 from pipeline.config import ExportConfig
 from pipeline.conversion.artifact_names import artifact_file
 from pipeline.conversion.quantization import Quantization
+from pipeline.conversion.strip_wrappers import strip_training_wrappers
 from pipeline.conversion.tflite_inspect import io_quantization
 from pipeline.errors import ExportError
 from pipeline.fsutil import atomic_write_bytes
@@ -153,17 +154,13 @@ CONVERTERS: dict[tuple[str, str], Callable[[_Conversions], bytes]] = {
 }
 
 
-def _tflite_quantization(content: bytes) -> tuple[Quantization | None, Quantization | None]:
-    return io_quantization(content)
-
-
 def _no_quantization(content: bytes) -> tuple[Quantization | None, Quantization | None]:
     # int8 ONNX is QDQ: its inputs and outputs stay float.
     return None, None
 
 
 IO_QUANTIZATION: dict[str, Callable[[bytes], tuple[Quantization | None, Quantization | None]]] = {
-    "tflite": _tflite_quantization,
+    "tflite": io_quantization,
     "onnx": _no_quantization,
 }
 
@@ -191,22 +188,18 @@ def representative_subset(
     return samples[:count].astype(np.float32)
 
 
-def run_export(
-    config: ExportConfig, model: Any, representative: np.ndarray, out_dir: Path
-) -> ExportResult:
-    """Convert `model` to every configured artifact, verify each, then write them."""
-    input_shape = tuple(int(d) for d in model.input_shape[1:])
-    samples = representative_subset(representative, config.representative_samples, input_shape)
-    conversions = _Conversions(config, model, samples)
+def plan_exports(
+    config: ExportConfig,
+) -> tuple[list[tuple[str, str, str]], list[SkippedExport]]:
+    """(format, precision, file) to produce, and the pairs that have no artifact."""
     planned: list[tuple[str, str, str]] = []
     skipped: list[SkippedExport] = []
     for artifact_format in config.formats:
         for precision in config.precisions:
             file = artifact_file(artifact_format, precision)
             if file is None:
-                skipped.append(SkippedExport(
-                    artifact_format, precision, f"{artifact_format} has no {precision} export"
-                ))
+                reason = f"{artifact_format} has no {precision} export"
+                skipped.append(SkippedExport(artifact_format, precision, reason))
             else:
                 planned.append((artifact_format, precision, file))
     if not planned:
@@ -214,6 +207,18 @@ def run_export(
             f"no artifact to export for formats {list(config.formats)} and precisions "
             f"{list(config.precisions)} (hint: ONNX supports only fp32 and int8)"
         )
+    return planned, skipped
+
+
+def run_export(
+    config: ExportConfig, model: Any, representative: np.ndarray, out_dir: Path
+) -> ExportResult:
+    """Convert `model` to every configured artifact, verify each, then write them."""
+    model = strip_training_wrappers(model)
+    input_shape = tuple(int(d) for d in model.input_shape[1:])
+    samples = representative_subset(representative, config.representative_samples, input_shape)
+    planned, skipped = plan_exports(config)
+    conversions = _Conversions(config, model, samples)
     converted = {file: conversions.get(fmt, precision) for fmt, precision, file in planned}
     out_dir = Path(out_dir)
     artifacts = []
@@ -227,3 +232,21 @@ def run_export(
             output_quantization, round(result.seconds, 3),
         ))
     return ExportResult(tuple(artifacts), tuple(skipped), len(samples))
+
+
+def export_stage(model_stage: str = "student") -> Any:
+    """The runner's Stage: export the model saved by `model_stage` (e.g. "student" or the
+    pruning stage's name), calibrated on the training split."""
+    from pipeline.stage import Stage, StageContext, load_model
+
+    def run(context: StageContext) -> dict[str, Any]:
+        model = load_model(context.upstream[model_stage].path)
+        return run_export(
+            context.config.export, model, context.dataset.x_train, context.out_dir
+        ).to_dict()
+
+    return Stage(
+        name="export", version=int(STAGE_VERSION), sections=("export",),
+        upstream=(model_stage,), run=run,
+        headline=lambda record: ExportResult.from_dict(record).headline,
+    )

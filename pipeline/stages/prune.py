@@ -25,12 +25,13 @@ from pipeline.data import Dataset
 from pipeline.errors import PruningError
 from pipeline.pruning import magnitude
 from pipeline.pruning.channel import prune_channels
+from pipeline.pruning.recalibration import recalibrate_batch_norm
 from pipeline.pruning.retraining import RetrainSettings, retrain
 from pipeline.pruning.slimming import add_slimming_penalty
+from pipeline.stage import MODEL_FILE, Stage, StageContext, load_model
 from pipeline.tf_env import keras
 from pipeline.training import top1
 
-MODEL_FILE = "model.keras"
 WIDTH_LAYERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
 
 
@@ -53,6 +54,7 @@ class PruneResult:
     top1: float  # after retraining
     wall_time_s: float
     finetune_epochs: int
+    top1_after_bn_recalibration: float | None = None  # channel + BatchNorm models only
     sparsity: float | None = None  # magnitude / m_by_n: zeros in the pruned kernels
     sparsity_before_finetune: float | None = None
     rounds: tuple[dict[str, Any], ...] = ()
@@ -90,6 +92,7 @@ class MethodOutcome:
     model: Any
     top1_before_finetune: float
     finetune: str | None
+    top1_after_bn_recalibration: float | None = None
     history: dict[str, Any] = field(default_factory=dict)
     rounds: tuple[dict[str, Any], ...] = ()
     plan: dict[str, Any] | None = None
@@ -127,8 +130,9 @@ def _round_ratios(ratio: float, iterations: int) -> list[float]:
     return [1.0 - kept[step + 1] / kept[step] for step in range(iterations)]
 
 
-def _sample_inputs(inputs: StageInputs) -> np.ndarray:
-    rng = np.random.default_rng(inputs.seed)
+def _sample_inputs(inputs: StageInputs, round_index: int = 0) -> np.ndarray:
+    """`prune.sample_size` training images (apoz activations, BatchNorm re-calibration)."""
+    rng = np.random.default_rng([inputs.seed, round_index])
     count = min(inputs.config.sample_size, len(inputs.data.x_train))
     return inputs.data.x_train[np.sort(rng.choice(len(inputs.data.x_train), count, replace=False))]
 
@@ -158,14 +162,12 @@ def _channel(inputs: StageInputs) -> MethodOutcome:
     if config.criterion == "bn_scale" and config.slimming_penalty > 0:
         model, slimming = _slimming(inputs, model)
         notes.append(f"slimming: {config.finetune_epochs} epochs of L1 on BN gammas first")
-    samples = _sample_inputs(inputs) if config.criterion == "apoz" else None
     rounds, plans, history = [], [], {}
     use_threshold = config.threshold > 0
     ratios = _round_ratios(config.ratio, config.iterations)
     for index, round_ratio in enumerate(ratios, start=1):
         last = index == len(ratios)
-        if config.criterion == "apoz" and index > 1:
-            samples = _sample_inputs(inputs)
+        samples = _sample_inputs(inputs, index)
         model, plan = prune_channels(
             model, config.criterion,
             ratio=None if use_threshold else round_ratio,
@@ -174,20 +176,23 @@ def _channel(inputs: StageInputs) -> MethodOutcome:
             sample_inputs=samples,
         )
         plans.append(plan)
-        pruned_top1 = _test_top1(model, inputs.data)
-        strategy = config.finetune if last else _intermediate_strategy(config.finetune)
-        model, history = retrain(strategy, model, inputs.teacher, inputs.data,
+        record = {"round": index, "ratio": round_ratio, "channels": plan.channels_after,
+                  "macs": count_macs(model), "top1_before_finetune": _test_top1(model, inputs.data),
+                  "top1_after_bn_recalibration": None}
+        if recalibrate_batch_norm(model, samples):
+            record["top1_after_bn_recalibration"] = _test_top1(model, inputs.data)
+        record["strategy"] = config.finetune if last else _intermediate_strategy(config.finetune)
+        model, history = retrain(record["strategy"], model, inputs.teacher, inputs.data,
                                  _settings(inputs, config.finetune_epochs))
-        rounds.append({"round": index, "ratio": round_ratio, "strategy": strategy,
-                       "channels": plan.channels_after, "macs": count_macs(model),
-                       "top1_before_finetune": pruned_top1,
-                       "top1": _test_top1(model, inputs.data)})
+        record["top1"] = _test_top1(model, inputs.data)
+        rounds.append(record)
     if config.finetune_epochs == 0:
         notes.append("prune.finetune_epochs = 0: no retraining")
     plan_record = plans[-1].to_dict()
     plan_record["slimming"] = slimming
     return MethodOutcome(
         model=model, top1_before_finetune=rounds[-1]["top1_before_finetune"],
+        top1_after_bn_recalibration=rounds[-1]["top1_after_bn_recalibration"],
         finetune=config.finetune, history=history, rounds=tuple(rounds), plan=plan_record,
         note="; ".join(notes),
     )
@@ -243,7 +248,7 @@ def save_model_atomically(model: Any, path: Path) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
     try:
-        model.save(temp)
+        _copy(model).save(temp)  # an uncompiled copy: the file holds no optimizer state
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
@@ -292,6 +297,7 @@ def run_prune(
                         for name in widths_before},
         top1_before_pruning=top1_before,
         top1_before_finetune=outcome.top1_before_finetune,
+        top1_after_bn_recalibration=outcome.top1_after_bn_recalibration,
         top1=top1_before if config.method == "none" else _test_top1(outcome.model, data),
         wall_time_s=round(time.perf_counter() - started, 3),
         finetune_epochs=config.finetune_epochs if outcome.finetune else 0,
@@ -307,3 +313,21 @@ def headline(record: dict[str, Any]) -> str:
     if record.get("sparsity") is not None:
         text += f" sparsity={record['sparsity']:.2f} gzip={record['gzip_bytes_after']:,}B"
     return text
+
+
+def run_stage(context: StageContext) -> dict[str, Any]:
+    """The runner's entry point: loads the upstream student and teacher."""
+    result = run_prune(
+        context.config.prune,
+        student=load_model(context.upstream["student"].path),
+        teacher=load_model(context.upstream["teacher"].path),
+        data=context.dataset, out_dir=context.out_dir, training=context.config.student,
+        seed=context.config.data.seed,
+    )
+    return result.to_dict()
+
+
+STAGE = Stage(
+    name="pruned", version=1, sections=("prune", "student"), upstream=("student", "teacher"),
+    run=run_stage, headline=headline,
+)

@@ -8,6 +8,7 @@ from typing import Any
 from models import create_model
 from models.complexity import count_macs, count_params
 from pipeline.data import Dataset
+from pipeline.distribute import describe
 from pipeline.stage import Stage, StageContext, save_model, top1_headline
 from pipeline.training import TrainingHistory, top1, train_classifier
 
@@ -22,6 +23,7 @@ class TrainResult:
     wall_time_s: float
     epochs_run: int
     history: dict[str, list[float]]
+    distribute: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -35,12 +37,14 @@ def build_for(section: Any, dataset: Dataset) -> Any:
 
 
 def result_for(
-    name: str, model: Any, dataset: Dataset, history: TrainingHistory, saved_bytes: int
+    name: str, model: Any, dataset: Dataset, history: TrainingHistory, saved_bytes: int,
+    distribute: dict[str, Any],
 ) -> TrainResult:
     return TrainResult(
         model=name, top1=top1(model, dataset.x_test, dataset.y_test),
         params=count_params(model), macs=count_macs(model), bytes=saved_bytes,
         wall_time_s=history.wall_time_s, epochs_run=history.epochs_run, history=history.history,
+        distribute=distribute,
     )
 
 
@@ -49,10 +53,13 @@ def run_teacher(context: StageContext) -> dict[str, Any]:
     model = build_for(section, context.dataset)
     history = train_classifier(model, context.dataset, section, seed=context.config.data.seed)
     path = save_model(model, context.out_dir)
-    return result_for(section.model, model, context.dataset, history, path.stat().st_size).to_dict()
+    return result_for(
+        section.model, model, context.dataset, history, path.stat().st_size,
+        describe(context.config.distribute, section.batch_size),
+    ).to_dict()
 
 
 STAGE = Stage(
-    name="teacher", version=1, sections=("teacher",), upstream=(),
-    run=run_teacher, headline=top1_headline,
+    name="teacher", version=1, sections=("teacher", "distribute"), upstream=(),
+    run=run_teacher, headline=top1_headline, trains=True,
 )

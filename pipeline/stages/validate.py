@@ -45,6 +45,10 @@ class ArtifactMetrics:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, document: dict[str, Any]) -> ArtifactMetrics:
+        return cls(**{**document, "runtime": RuntimeInfo(**document["runtime"])})
+
     def manifest_record(self) -> dict[str, Any]:
         """The record DESIGN.md asks for under manifest metrics.artifacts[<file>]."""
         return {
@@ -66,6 +70,13 @@ class ValidateResult:
             "samples": self.samples,
             "artifacts": [artifact.to_dict() for artifact in self.artifacts],
         }
+
+    @classmethod
+    def from_dict(cls, document: dict[str, Any]) -> ValidateResult:
+        return cls(
+            float(document["keras_top1"]), int(document["samples"]),
+            tuple(ArtifactMetrics.from_dict(a) for a in document["artifacts"]),
+        )
 
     def manifest_metrics(self) -> dict[str, dict[str, Any]]:
         return {artifact.file: artifact.manifest_record() for artifact in self.artifacts}
@@ -192,3 +203,24 @@ def run_validate(
             "float precision, or a looser validate limit)"
         )
     return ValidateResult(keras_top1, len(x_test), tuple(results))
+
+
+def validate_stage(model_stage: str = "student") -> Any:
+    """The runner's Stage: validate the export stage's artifacts against the model saved by
+    `model_stage` on the test split."""
+    from pipeline.stage import Stage, StageContext, load_model
+
+    def run(context: StageContext) -> dict[str, Any]:
+        export_entry = context.upstream["export"]
+        result = run_validate(
+            context.config.validate, load_model(context.upstream[model_stage].path),
+            export_entry.path, ExportResult.from_dict(export_entry.record),
+            context.dataset.x_test, context.dataset.y_test,
+        )
+        return {**result.to_dict(), "manifest_metrics": result.manifest_metrics()}
+
+    return Stage(
+        name="validate", version=int(STAGE_VERSION), sections=("validate",),
+        upstream=(model_stage, "export"), run=run,
+        headline=lambda record: ValidateResult.from_dict(record).headline,
+    )

@@ -7,6 +7,7 @@ real number (well above chance) that the runners must reproduce.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -140,3 +141,129 @@ def bundle_copy(tiny_bundle: Path, tmp_path: Path) -> Path:
 def reference_outputs():
     """`reference_outputs(model_path, images)`: raw outputs computed in-process."""
     return litert_outputs
+
+
+# --- a real OpenSSH server on 127.0.0.1 -------------------------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def generate_key(path: Path) -> Path:
+    import subprocess
+
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test", "-f", str(path)],
+                   check=True, capture_output=True)
+    return path
+
+
+class SshServer:
+    """An sshd started with its own config, host key and authorized_keys in a temp folder."""
+
+    def __init__(self, root: Path, client_key: Path) -> None:
+        import getpass
+
+        self.root = root
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.user = getpass.getuser()
+        self.client_key = client_key
+        self.host_key = generate_key(root / f"host_key_{self.port}")
+        self.known_hosts = root / f"known_hosts_{self.port}"
+        public = (self.host_key.with_suffix(".pub")).read_text().split()
+        self.known_hosts.write_text(f"[{self.host}]:{self.port} {public[0]} {public[1]}\n")
+        self.log = root / f"sshd_{self.port}.log"
+        self.process = None
+
+    def start(self) -> SshServer:
+        import shutil
+        import subprocess
+        import time
+
+        sshd = shutil.which("sshd") or "/usr/sbin/sshd"
+        config = self.root / f"sshd_config_{self.port}"
+        config.write_text("\n".join([
+            f"Port {self.port}", f"ListenAddress {self.host}", f"HostKey {self.host_key}",
+            f"AuthorizedKeysFile {self.root / 'authorized_keys'}",
+            f"PidFile {self.root / f'sshd_{self.port}.pid'}",
+            "StrictModes no", "UsePAM no", "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no", "PubkeyAuthentication yes",
+            "PermitRootLogin prohibit-password", f"AllowUsers {self.user}",
+            "MaxStartups 50", "LogLevel VERBOSE", "",
+        ]))
+        if os.geteuid() == 0:
+            Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation dir
+        self.process = subprocess.Popen([sshd, "-D", "-e", "-f", str(config)],
+                                        stdout=subprocess.DEVNULL,
+                                        stderr=open(self.log, "ab"))  # noqa: SIM115
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"sshd exited: {self.log.read_text()}")
+            if self._listening():
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"sshd did not listen on {self.port}: {self.log.read_text()}")
+
+    def _listening(self) -> bool:
+        import socket
+
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def overrides(self, **changes: str) -> dict[str, str]:
+        """--set style overrides that point an ssh profile at this server."""
+        values = {"connection.host": self.host, "connection.port": str(self.port),
+                  "connection.user": self.user, "connection.key": str(self.client_key),
+                  "connection.known_hosts": str(self.known_hosts),
+                  "connection.transport": "ssh"}
+        values.update(changes)
+        return values
+
+
+@pytest.fixture(scope="session")
+def ssh_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import shutil
+
+    for tool in ("sshd", "ssh", "ssh-keygen"):
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
+            pytest.skip(f"{tool} not installed (apt-get install openssh-server openssh-client)")
+    root = tmp_path_factory.mktemp("sshd")
+    client_key = generate_key(root / "client_key")
+    (root / "authorized_keys").write_text(client_key.with_suffix(".pub").read_text())
+    return root
+
+
+@pytest.fixture
+def start_sshd(ssh_root: Path):
+    """`start_sshd()` starts one more sshd (stopped at the end of the test)."""
+    servers = []
+
+    def start() -> SshServer:
+        servers.append(SshServer(ssh_root, ssh_root / "client_key").start())
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def sshd(ssh_root: Path):
+    """A real OpenSSH sshd on 127.0.0.1 for the whole session."""
+    server = SshServer(ssh_root, ssh_root / "client_key").start()
+    yield server
+    server.stop()

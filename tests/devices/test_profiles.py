@@ -104,3 +104,15 @@ def test_bad_override_key_and_bad_environment_value():
         load_profile("rpi", {"threads": "2"}, environ={})
     with pytest.raises(ConfigError, match=r"RPI_PORT='twenty-two' is not a int"):
         load_profile("rpi", environ={"RPI_PORT": "twenty-two"})
+
+
+def test_format_targets_table_shows_what_each_target_needs():
+    from devices.profiles import format_targets_table
+
+    table = format_targets_table([load_profile("rpi", environ={}),
+                                  load_profile("phone", environ={})])
+    lines = table.splitlines()
+    assert lines[0].startswith("rpi ") and "Raspberry Pi" in lines[0]
+    assert "model_int8.tflite on litert, 4 thread(s), adapter ssh" in lines[1]
+    assert "RPI_HOST" in lines[2]
+    assert "BENCHMARK_MODEL" in table

@@ -106,7 +106,8 @@ class Numpy1OnlyInterpreter:
             except AttributeError as inner:
                 raise ImportError("numpy.core.multiarray failed to import") from inner
         except ImportError as exc:
-            raise SystemError("CreateWrapperFromFile returned a result with an exception set") from exc
+            message = "CreateWrapperFromFile returned a result with an exception set"
+            raise SystemError(message) from exc
 
 
 def test_numpy2_failure_of_tflite_runtime_says_how_to_fix(

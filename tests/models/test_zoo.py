@@ -32,8 +32,12 @@ def test_every_model_builds_returns_logits_and_trains_a_step(name: str, input_sh
 def test_seed_models_match_the_article() -> None:
     teacher = create_model("seed_teacher", (28, 28, 1), 10)
     student = create_model("seed_student", (28, 28, 1), 10)
-    conv_filters = lambda m: [l.filters for l in m.layers if isinstance(l, keras.layers.Conv2D)]  # noqa: E731
-    dense_units = lambda m: [l.units for l in m.layers if isinstance(l, keras.layers.Dense)]  # noqa: E731
+    def conv_filters(model: keras.Model) -> list[int]:
+        return [layer.filters for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+
+    def dense_units(model: keras.Model) -> list[int]:
+        return [layer.units for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+
     assert conv_filters(teacher) == [32, 64, 64] and dense_units(teacher) == [64, 10]
     assert conv_filters(student) == [16, 32, 32] and dense_units(student) == [32, 10]
     assert count_params(teacher) == 93_322 and count_params(student) == 23_626
@@ -41,7 +45,7 @@ def test_seed_models_match_the_article() -> None:
 
 def test_resnet8_is_the_mlperf_tiny_network() -> None:
     model = create_model("resnet8", (32, 32, 3), 10)
-    adds = [l for l in model.layers if isinstance(l, keras.layers.Add)]
+    adds = [layer for layer in model.layers if isinstance(layer, keras.layers.Add)]
     assert len(adds) == 3
     assert count_macs(model) == 12_501_632  # MLPerf Tiny quotes 12.5 M MACs
     half = create_model("resnet8", (32, 32, 3), 10, width=0.5)
@@ -50,9 +54,9 @@ def test_resnet8_is_the_mlperf_tiny_network() -> None:
 
 def test_ds_student_is_depthwise_separable() -> None:
     model = create_model("ds_student", (28, 28, 1), 10, width=0.5)
-    depthwise = [l for l in model.layers if isinstance(l, keras.layers.DepthwiseConv2D)]
+    depthwise = [x for x in model.layers if isinstance(x, keras.layers.DepthwiseConv2D)]
     assert len(depthwise) == 3
-    assert [l.filters for l in model.layers if type(l) is keras.layers.Conv2D] == [8, 16, 32, 32]
+    assert [x.filters for x in model.layers if type(x) is keras.layers.Conv2D] == [8, 16, 32, 32]
 
 
 def test_unknown_model_and_bad_shapes() -> None:

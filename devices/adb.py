@@ -1,0 +1,253 @@
+"""The `adb` adapter (target `phone`): TFLite's `benchmark_model` on an Android device.
+
+Flow: `adb devices` (state check) -> `mktemp -d` under /data/local/tmp -> `adb push` the
+artifact and the benchmark_model binary -> sha256sum on the device -> `taskset MASK
+benchmark_model --graph=... --num_threads=... --num_runs=... --warmup_runs=...`
+(+ `--enable_op_profiling=true` when asked) -> parse its output -> `rm -rf` the folder.
+
+benchmark_model measures latency and memory but not accuracy: the report's top1 is null and
+reference_top1 is the validation stage's number for the same artifact.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shlex
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from devices.base import (
+    BenchmarkSettings,
+    Bundle,
+    DeviceAdapter,
+    DeviceError,
+    LatencyReport,
+    TargetProfile,
+)
+from devices.benchmark_model_parser import BenchmarkOutputError, parse_benchmark_output
+from devices.host import artifact_section, bundle_files, reference_top1
+from pipeline.fsutil import sha256_file
+
+log = logging.getLogger(__name__)
+
+BINARY_NAME = "benchmark_model"
+EXIT_MARKER = "__edge_bench_exit__="  # old adbd (no shell v2) drops exit codes: echo it
+BINARY_HINT = ("download the android_aarch64 benchmark_model from the TensorFlow Lite / LiteRT "
+               "release page (see README) and set BENCHMARK_MODEL=/path/to/benchmark_model")
+
+# `adb devices` state -> explanation (only "device" is usable)
+DEVICE_STATES: dict[str, str] = {
+    "unauthorized": "is unauthorized (hint: unlock the phone and accept the \"Allow USB "
+                    "debugging\" prompt for this computer)",
+    "offline": "is offline (hint: reconnect the cable, or run `adb kill-server` and retry)",
+    "no permissions": "cannot be opened: no permissions (hint: add a udev rule for the phone "
+                      "or run adb as a user in the plugdev group)",
+    "bootloader": "is in the bootloader (hint: reboot it into Android)",
+    "recovery": "is in recovery mode (hint: reboot it into Android)",
+    "sideload": "is in sideload mode (hint: reboot it into Android)",
+}
+
+
+class AdbAdapter(DeviceAdapter):
+    name = "adb"
+
+    def __init__(self, profile: TargetProfile) -> None:
+        super().__init__(profile)
+        connection = profile.connection
+        self.serial = str(connection.get("serial", ""))
+        self.binary = os.path.expanduser(str(connection.get("benchmark_model", "")))
+        self.device_dir = str(connection.get("device_dir", "/data/local/tmp"))
+        self.taskset_mask = str(connection.get("taskset_mask", ""))
+        self.timeout = float(connection.get("command_timeout_s", 600))
+        self.adb = str(connection.get("adb", "adb"))
+        self.where = f"{profile.name} ({self.serial or 'adb'})"
+        self.workdir: str | None = None
+        self.bundle: Bundle | None = None
+
+    # --- adb plumbing ----------------------------------------------------------------
+
+    def _adb(self, *arguments: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+        command = [self.adb, *(["-s", self.serial] if self.serial else []), *arguments]
+        try:
+            return subprocess.run(command, capture_output=True, text=True,
+                                  stdin=subprocess.DEVNULL, timeout=timeout or self.timeout)
+        except FileNotFoundError as exc:
+            raise DeviceError(f"{self.where}: the adb client was not found (hint: apt-get "
+                              "install adb, or install Android platform-tools)") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise DeviceError(f"{self.where}: `adb {' '.join(arguments)[:120]}` did not finish "
+                              f"within {timeout or self.timeout:g} s (hint: is the phone "
+                              "asleep or the cable loose?)") from exc
+
+    def shell(self, argv: list[str], timeout: float | None = None) -> tuple[int, str, str]:
+        """Run argv on the device; returns (exit code, stdout, stderr)."""
+        command = f"{shlex.join(argv)}; echo {EXIT_MARKER}$?"
+        result = self._adb("shell", command, timeout=timeout)
+        if result.returncode != 0 and EXIT_MARKER not in result.stdout:
+            raise self._transport_failure(result.stderr or result.stdout)
+        match = re.search(rf"{EXIT_MARKER}(\d+)\s*$", result.stdout)
+        if match is None:
+            raise DeviceError(f"{self.where}: adb shell gave no exit status: "
+                              f"{(result.stderr or result.stdout).strip()[-500:]}")
+        return int(match.group(1)), result.stdout[: match.start()], result.stderr
+
+    def _transport_failure(self, message: str) -> DeviceError:
+        text = message.strip()
+        for state, explanation in DEVICE_STATES.items():
+            if f"device {state}" in text or f"device is {state}" in text:
+                return DeviceError(f"{self.where}: the device {explanation}")
+        if "not found" in text and "device" in text:
+            return DeviceError(f"{self.where}: device not attached: {text} "
+                               "(hint: `adb devices` lists what is attached; set ADB_SERIAL)")
+        return DeviceError(f"{self.where}: adb failed: {text[-800:]} (hint: run `adb devices`)")
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def attached_devices(self) -> dict[str, str]:
+        result = self._adb("devices", timeout=60)
+        if result.returncode != 0:
+            raise DeviceError(f"{self.where}: `adb devices` failed: {result.stderr.strip()} "
+                              "(hint: `adb kill-server` and retry)")
+        devices = {}
+        for line in result.stdout.splitlines()[1:]:
+            serial, _, state = line.partition("\t")
+            if serial.strip() and state.strip():
+                devices[serial.strip()] = state.strip()
+        return devices
+
+    def check(self) -> None:
+        devices = self.attached_devices()
+        if not devices:
+            raise DeviceError(f"{self.where}: no Android device attached (hint: plug the phone "
+                              "in, enable USB debugging, check `adb devices`)")
+        if not self.serial:
+            if len(devices) > 1:
+                raise DeviceError(f"{self.where}: several devices attached "
+                                  f"({', '.join(sorted(devices))}) (hint: set ADB_SERIAL)")
+            self.serial = next(iter(devices))
+            self.where = f"{self.profile.name} ({self.serial})"
+        if self.serial not in devices:
+            raise DeviceError(f"{self.where}: device {self.serial} is not attached; attached: "
+                              f"{', '.join(sorted(devices))} (hint: fix ADB_SERIAL)")
+        state = devices[self.serial]
+        if state != "device":
+            explanation = DEVICE_STATES.get(state, f"is in state {state!r}")
+            raise DeviceError(f"{self.where}: the device {explanation}")
+        if not self.binary:
+            raise DeviceError(f"{self.where}: no benchmark_model binary configured "
+                              f"(hint: {BINARY_HINT})")
+        if not Path(self.binary).is_file():
+            raise DeviceError(f"{self.where}: benchmark_model binary {self.binary} does not "
+                              f"exist (hint: {BINARY_HINT})")
+
+    def supports(self, artifact_format: str, precision: str) -> bool:
+        return artifact_format == "tflite" and super().supports(artifact_format, precision)
+
+    def deploy(self, bundle: Bundle) -> None:
+        files = {BINARY_NAME: Path(self.binary), bundle.artifact: bundle_files(bundle)[
+            bundle.artifact]}
+        status, stdout, stderr = self.shell(["mktemp", "-d", "-p", self.device_dir,
+                                             "edge-bench.XXXXXX"])
+        if status != 0 or not stdout.strip():
+            raise DeviceError(f"{self.where}: could not create a folder in {self.device_dir}: "
+                              f"{(stderr or stdout).strip()} (hint: is {self.device_dir} "
+                              "writable for the shell user?)")
+        self.workdir = stdout.strip().splitlines()[-1]
+        self.bundle = bundle
+        for name, path in files.items():
+            result = self._adb("push", str(path), f"{self.workdir}/{name}")
+            if result.returncode != 0:
+                raise DeviceError(f"{self.where}: adb push of {path.name} failed: "
+                                  f"{(result.stderr or result.stdout).strip()[-500:]} "
+                                  "(hint: is the device storage full?)")
+        self.shell(["chmod", "755", f"{self.workdir}/{BINARY_NAME}"])
+        self._verify(files)
+
+    def _verify(self, files: dict[str, Path]) -> None:
+        status, stdout, stderr = self.shell(["sha256sum", *[f"{self.workdir}/{name}"
+                                                            for name in files]])
+        if status != 0:
+            raise DeviceError(f"{self.where}: sha256sum failed on the device: {stderr.strip()}")
+        device_hashes = {}
+        for line in stdout.splitlines():
+            digest, _, path = line.strip().partition("  ")
+            device_hashes[path.strip()] = digest
+        for name, path in files.items():
+            if device_hashes.get(f"{self.workdir}/{name}") != sha256_file(path):
+                raise DeviceError(f"{self.where}: {name} arrived corrupted (sha256 on the device "
+                                  "differs) (hint: retry; check the cable)")
+
+    def benchmark_command(self, settings: BenchmarkSettings) -> list[str]:
+        arguments = [f"{self.workdir}/{BINARY_NAME}",
+                     f"--graph={self.workdir}/{self.bundle.artifact}",
+                     f"--num_threads={settings.threads}", f"--num_runs={settings.runs}",
+                     f"--warmup_runs={settings.warmup}"]
+        if settings.op_profiling:
+            arguments.append("--enable_op_profiling=true")
+        return (["taskset", self.taskset_mask] if self.taskset_mask else []) + arguments
+
+    def benchmark(self, settings: BenchmarkSettings) -> LatencyReport:
+        if self.workdir is None or self.bundle is None:
+            raise DeviceError(f"{self.where}: benchmark() before deploy() "
+                              "(hint: call deploy(bundle) first)")
+        status, stdout, stderr = self.shell(self.benchmark_command(settings))
+        output = stdout + "\n" + stderr
+        if status == 127 or status == 126:
+            raise DeviceError(f"{self.where}: benchmark_model could not be started on the "
+                              f"device (exit {status}): {output.strip()[-500:]} (hint: the "
+                              "binary must be an Android build for this CPU, e.g. "
+                              "android_aarch64; is taskset available?)")
+        if status != 0:
+            raise DeviceError(f"{self.where}: benchmark_model failed with exit code {status}; "
+                              f"its output:\n{output.strip()[-3000:]}\n(hint: run it by hand "
+                              "with `adb shell`)")
+        try:
+            parsed = parse_benchmark_output(output)
+        except BenchmarkOutputError as exc:
+            raise DeviceError(f"{self.where}: {exc}: {output.strip()[-500:]} (hint: is "
+                              f"{self.binary} really TFLite's benchmark_model?)") from exc
+        return self._report(parsed, settings)
+
+    def _report(self, parsed, settings: BenchmarkSettings) -> LatencyReport:
+        measured = parsed.measured
+        extra: dict[str, Any] = {
+            "benchmark_model": {
+                "warmup_avg_us": parsed.warmup_avg_us, "inference_avg_us": parsed.inference_avg_us,
+                "p5_ms": None if not measured or measured.p5 is None else measured.p5 / 1000,
+                "p95_ms": None if not measured or measured.p95 is None else measured.p95 / 1000,
+                "memory": [vars(entry) for entry in parsed.memory],
+            },
+        }
+        if parsed.operators:
+            extra["op_profile"] = {"operators": list(parsed.operators),
+                                   "node_types": list(parsed.node_types)}
+        return LatencyReport(
+            target={"name": self.profile.name, "adapter": self.profile.adapter,
+                    "device": {"serial": self.serial, "taskset_mask": self.taskset_mask or None},
+                    "emulated": False},
+            artifact=artifact_section(self.bundle, self.profile),
+            runtime={"name": "benchmark_model", "version": None, "threads": settings.threads,
+                     "delegate": None},
+            runs={"warmup": settings.warmup,
+                  "measured": measured.count if measured else settings.runs},
+            latency_ms=parsed.latency_ms(),
+            memory={"peak_rss_mb": parsed.peak_memory_mb, "arena_bytes": None,
+                    "flash_bytes": None},
+            accuracy={"top1": None, "reference_top1": reference_top1(self.bundle), "samples": 0},
+            extra=extra,
+        )
+
+    def cleanup(self) -> None:
+        if self.workdir is None:
+            return
+        workdir, self.workdir = self.workdir, None
+        try:
+            self.shell(["rm", "-rf", workdir], timeout=60)
+        except DeviceError as exc:
+            log.warning("%s: could not remove %s: %s", self.where, workdir, exc)
+
+
+ADAPTER = AdbAdapter

@@ -1,0 +1,137 @@
+"""`mcu-serial`: the same benchmark firmware on a real board, read over a serial port.
+
+deploy() builds the firmware (it waits for one byte on the UART before starting) and,
+when `extra.flash_command` is set, flashes it (an argument list; "{elf}" is replaced by
+the firmware path, no shell). benchmark() sends the start byte, reads the line protocol
+until DONE and applies the same bit-exactness gate as the emulator.
+
+On hardware SysTick counts core cycles, so the report's instruction numbers are cycles
+unless `extra.instructions_per_tick` says otherwise.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from devices.base import BenchmarkSettings, Bundle, DeviceAdapter, DeviceError, LatencyReport
+from devices.mcu.adapter import build_report
+from devices.mcu.firmware_run import PreparedFirmware, prepare
+from devices.mcu.protocol import BenchOutput, ProtocolParser
+from devices.mcu.toolchain import TOOLCHAIN_PACKAGES, require_tool
+
+START_BYTE = b"g"
+DEFAULT_TIMEOUT_S = 300.0
+
+
+class McuSerialAdapter(DeviceAdapter):
+    name = "mcu-serial"
+
+    def __init__(self, profile: Any) -> None:
+        super().__init__(profile)
+        self._work_dir: Path | None = None
+        self._prepared: PreparedFirmware | None = None
+
+    @property
+    def port(self) -> str:
+        return str(self.profile.connection.get("port", "") or "")
+
+    @property
+    def firmware_path(self) -> Path | None:
+        return self._prepared.firmware.elf if self._prepared else None
+
+    def check(self) -> None:
+        require_tool("arm-none-eabi-gcc", TOOLCHAIN_PACKAGES)
+        _serial_module()
+        if not self.port:
+            raise DeviceError(
+                f"{self.profile.name}: no serial port configured; expected connection.port "
+                "(hint: export MCU_SERIAL_PORT=/dev/ttyACM0)"
+            )
+        if not self.port.startswith(("socket://", "rfc2217://", "loop://")) and not Path(
+                self.port).exists():
+            raise DeviceError(
+                f"{self.profile.name}: serial port {self.port} does not exist (hint: is the "
+                "board plugged in? `ls /dev/ttyACM* /dev/ttyUSB*`)"
+            )
+
+    def supports(self, artifact_format: str, precision: str) -> bool:
+        return (artifact_format, precision) in {("tflite", "int8"), ("c", "int8")}
+
+    def deploy(self, bundle: Bundle) -> None:
+        self.cleanup()
+        self._work_dir = Path(tempfile.mkdtemp(prefix=f"{self.profile.name}-"))
+        self._prepared = prepare(self.profile, bundle, self._work_dir, wait_for_start=True,
+                                 semihosting_exit=False)
+        command = self.profile.extra.get("flash_command")
+        if command:
+            self._flash([str(part).replace("{elf}", str(self._prepared.firmware.elf))
+                         for part in command])
+
+    def benchmark(self, settings: BenchmarkSettings) -> LatencyReport:
+        if self._prepared is None:
+            raise DeviceError(f"{self.profile.name}: benchmark() before deploy() (hint: call "
+                              "deploy(bundle) first)")
+        timeout = float(self.profile.extra.get("timeout_s", DEFAULT_TIMEOUT_S))
+        output = read_protocol(self.port, int(self.profile.connection.get("baudrate", 115200)),
+                               timeout)
+        per_tick = float(self.profile.extra.get("instructions_per_tick", 1.0))
+        return build_report(self.profile, self._prepared, output, per_tick,
+                            device={"port": self.port, "cpu": self.profile.extra.get("cpu")},
+                            emulated=bool(self.profile.extra.get("emulated", False)))
+
+    def cleanup(self) -> None:
+        if self._work_dir is not None:
+            shutil.rmtree(self._work_dir, ignore_errors=True)
+        self._work_dir = None
+        self._prepared = None
+
+    def _flash(self, command: list[str]) -> None:
+        result = subprocess.run(command, capture_output=True, text=True, check=False,
+                                timeout=300)
+        if result.returncode != 0:
+            raise DeviceError(f"{self.profile.name}: flashing failed ({command[0]} exited "
+                              f"{result.returncode}): {result.stderr[-800:]} (hint: check "
+                              "extra.flash_command and the board connection)")
+
+
+def _serial_module() -> Any:
+    try:
+        import serial
+    except ImportError as exc:
+        raise DeviceError("pyserial is not installed; mcu-serial reads the board with it "
+                          "(hint: pip install pyserial)") from exc
+    return serial
+
+
+def read_protocol(port: str, baudrate: int, timeout_s: float) -> BenchOutput:
+    """Send the start byte and parse lines until DONE, at most `timeout_s` seconds."""
+    serial = _serial_module()
+    parser = ProtocolParser()
+    deadline = time.monotonic() + timeout_s
+    try:
+        with serial.serial_for_url(port, baudrate=baudrate, timeout=0.5) as connection:
+            connection.reset_input_buffer()
+            connection.write(START_BYTE)
+            connection.flush()
+            while not parser.result.done:
+                if time.monotonic() > deadline:
+                    raise DeviceError(
+                        f"no DONE from {port} within {timeout_s:g} s ({len(parser.result.ticks)}"
+                        f" samples read) (hint: reset the board, check the baud rate, or raise "
+                        "extra.timeout_s)"
+                    )
+                line = connection.readline()
+                if line:
+                    parser.feed(line.decode("ascii", "replace"))
+    except serial.SerialException as exc:
+        raise DeviceError(f"serial port {port} failed: {exc} (hint: is another program "
+                          "holding it?)") from exc
+    return parser.result
+
+
+ADAPTER = McuSerialAdapter

@@ -1,0 +1,531 @@
+"""The cross-target report: `make report` -> dist/report.md, report.json, report.html and
+PNG plots.
+
+It reads dist/*/manifest.json and dist/*/latency_report.json and nothing else, so every
+number it prints is a number a manifest or latency report holds. The only derived values
+are ratios/differences between those numbers and the plots' hollow markers, which are
+latency ESTIMATES (the measured latency scaled by the MACs ratio) kept apart under
+`estimates` in report.json.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline import plots
+from pipeline.errors import ArtifactError
+from pipeline.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+REPORT_SCHEMA = "edge-pipeline-report/1"
+MANIFEST = "manifest.json"
+LATENCY_REPORT = "latency_report.json"
+# manifest metrics key -> label, in the order the pipeline produces them
+STAGES: tuple[tuple[str, str], ...] = (
+    ("teacher", "teacher"),
+    ("student_scratch", "student, no teacher"),
+    ("student", "student, distilled"),
+    ("pruned", "pruned"),
+)
+HOT_SPOT_ROWS = 8
+# where adapters put a per-op profile under `extra`; benchmark_model's "Summary by node
+# type" (node_types) ranks op kinds, its "Run Order" table (operators) single ops
+OP_PROFILE_KEYS = ("op_profile", "node_types", "operators", "ops", "per_op")
+OP_TABLE_KEYS = ("node_types", "operators")
+OP_NAME_KEYS = ("op", "node_type", "name", "type")
+# per-op cost keys, first present wins: (key, unit, factor to that unit)
+OP_COST_KEYS = (("ms", "ms", 1.0), ("time_ms", "ms", 1.0), ("avg_ms", "ms", 1.0),
+                ("mean_ms", "ms", 1.0), ("us", "ms", 1e-3), ("avg_us", "ms", 1e-3),
+                ("instructions", "instructions", 1.0), ("cycles", "cycles", 1.0))
+
+
+@dataclass(frozen=True)
+class TargetBundle:
+    name: str
+    manifest: dict[str, Any]
+    latency: dict[str, Any] | None  # latency_report.json, None when not profiled
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    markdown: Path
+    json: Path
+    html: Path
+    plots: tuple[Path, ...] = ()
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        return (self.markdown, self.json, self.html, *self.plots)
+
+
+@dataclass(frozen=True)
+class Table:
+    headers: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    title: str = ""
+    note: str = ""
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def load_bundles(dist_dir: Path) -> list[TargetBundle]:
+    from devices.budget import read_report
+    from pipeline.bundle import read_manifest
+
+    dist_dir = Path(dist_dir)
+    folders = sorted(path.parent for path in dist_dir.glob(f"*/{MANIFEST}"))
+    if not folders:
+        raise ArtifactError(f"no bundle with a {MANIFEST} under {dist_dir}/ (hint: run `make "
+                            "artifacts` or `make deploy TARGET=…` before `make report`)")
+    return [TargetBundle(
+        name=folder.name, manifest=read_manifest(folder),
+        latency=read_report(folder / LATENCY_REPORT) if (folder / LATENCY_REPORT).is_file()
+        else None,
+    ) for folder in folders]
+
+
+# --- numbers ------------------------------------------------------------------------------
+
+
+def latency_stat(report: dict[str, Any]) -> str:
+    limits = (report.get("budget") or {}).get("limits") or {}
+    return str(limits.get("latency_stat", "median"))
+
+
+def target_latency(report: dict[str, Any]) -> tuple[float | None, str]:
+    """(latency in ms, where it comes from). A microcontroller report (one with an
+    `instructions` section) holds instruction-count estimates of device time, not the
+    emulator's wall clock; other emulated timings measure the emulator."""
+    emulated = bool((report.get("target") or {}).get("emulated"))
+    instructions = report.get("instructions") or {}
+    value = (report.get("latency_ms") or {}).get(latency_stat(report))
+    if instructions:
+        value = value if value is not None else instructions.get("est_ms")
+        source = "instruction-count estimate"
+    else:
+        source = "emulated" if emulated else "measured"
+    return (None if value is None else float(value)), source
+
+
+def _final_stage(metrics: dict[str, Any]) -> str:
+    pruned = metrics.get("pruned")
+    if pruned and pruned.get("method") != "none":
+        return "pruned"
+    return "student" if metrics.get("student") else "teacher"
+
+
+def _variant(key: str, label: str, stage: str, record: dict[str, Any], *, file: str | None,
+             model: dict[str, Any], group: str) -> dict[str, Any]:
+    return {
+        "key": key, "label": label, "group": group, "stage": stage, "file": file,
+        "format": record.get("format", "keras"), "precision": record.get("precision", "fp32"),
+        "top1": record.get("top1"), "agreement": record.get("agreement"),
+        "params": model.get("params"), "macs": model.get("macs"), "bytes": record.get("bytes"),
+        "latency_ms": {}, "latency_source": {},
+    }
+
+
+def _groups(bundles: Sequence[TargetBundle]) -> dict[str, dict[str, Any]]:
+    """config fingerprint -> metrics; targets built from one config share their metrics."""
+    groups: dict[str, dict[str, Any]] = {}
+    for bundle in bundles:
+        groups.setdefault(str(bundle.manifest.get("config_fingerprint", "")),
+                          bundle.manifest.get("metrics") or {})
+    return groups
+
+
+def _prefix(groups: dict[str, Any], fingerprint: str) -> str:
+    return "" if len(groups) == 1 else f"[{fingerprint[:8]}] "
+
+
+def build_variants(bundles: Sequence[TargetBundle]) -> list[dict[str, Any]]:
+    """One row per model and per artifact, with the latency of every target that ran it."""
+    groups = _groups(bundles)
+    variants: dict[str, dict[str, Any]] = {}
+    for fingerprint, metrics in groups.items():
+        prefix = _prefix(groups, fingerprint)
+        final = _final_stage(metrics)
+        for stage, label in STAGES:
+            record = metrics.get(stage)
+            if not record or (stage == "pruned" and final != "pruned"):
+                continue
+            key = f"{prefix}{stage}"
+            variants[key] = _variant(key, f"{prefix}{label}", stage, record, file=None,
+                                     model=record, group=fingerprint)
+        for file, record in sorted((metrics.get("artifacts") or {}).items()):
+            key = f"{prefix}{file}"
+            variants[key] = _variant(key, f"{prefix}{final} · {file}", final, record, file=file,
+                                     model=metrics.get(final) or {}, group=fingerprint)
+    for bundle in bundles:
+        if bundle.latency is None:
+            continue
+        fingerprint = str(bundle.manifest.get("config_fingerprint", ""))
+        metrics = groups[fingerprint]
+        artifact = bundle.latency.get("artifact") or {}
+        key = f"{_prefix(groups, fingerprint)}{artifact.get('file')}"
+        if key not in variants:  # e.g. a microcontroller's generated C sources
+            final = _final_stage(metrics)
+            record = {"top1": (bundle.latency.get("accuracy") or {}).get("top1"),
+                      "bytes": artifact.get("bytes"), "format": artifact.get("format"),
+                      "precision": artifact.get("precision")}
+            variants[key] = _variant(key, f"{_prefix(groups, fingerprint)}{final} · "
+                                     f"{artifact.get('file')} ({bundle.name})", final, record,
+                                     file=artifact.get("file"), model=metrics.get(final) or {},
+                                     group=fingerprint)
+        value, source = target_latency(bundle.latency)
+        variants[key]["latency_ms"][bundle.name] = value
+        variants[key]["latency_source"][bundle.name] = source
+    return list(variants.values())
+
+
+def _ratio(after: float | None, before: float | None) -> float | None:
+    if after is None or before in (None, 0):
+        return None
+    return after / before
+
+
+def _points(after: float | None, before: float | None) -> float | None:
+    return None if after is None or before is None else 100.0 * (after - before)
+
+
+def _change(change: str, path: str, before: dict[str, Any], after: dict[str, Any],
+            latency_ratio: float | None = None) -> dict[str, Any]:
+    return {"change": change, "path": path,
+            "top1_points": _points(after.get("top1"), before.get("top1")),
+            "params_ratio": _ratio(after.get("params"), before.get("params")),
+            "macs_ratio": _ratio(after.get("macs"), before.get("macs")),
+            "bytes_ratio": _ratio(after.get("bytes"), before.get("bytes")),
+            "latency_ratio": latency_ratio}
+
+
+def _common_latency_ratio(after: dict[str, Any], before: dict[str, Any]) -> float | None:
+    for target, value in after["latency_ms"].items():
+        if value is not None and before["latency_ms"].get(target):
+            return value / before["latency_ms"][target]
+    return None
+
+
+def build_effects(metrics: dict[str, Any], variants: Sequence[dict[str, Any]],
+                  group: str) -> list[dict[str, Any]]:
+    """What distillation, pruning, fine-tuning and quantization each changed (one config)."""
+    effects = []
+    teacher, scratch = metrics.get("teacher"), metrics.get("student_scratch")
+    student, pruned = metrics.get("student"), metrics.get("pruned")
+    if scratch and student:
+        effects.append(_change("distillation", "student without teacher → distilled student",
+                               scratch, student))
+    if teacher and student:
+        effects.append(_change("smaller architecture + distillation",
+                               "teacher → distilled student", teacher, student))
+    if pruned and pruned.get("method") != "none":
+        source = pruned.get("source", "student")
+        before = {"top1": pruned.get("top1_before_pruning"), "params": pruned.get("params_before"),
+                  "macs": pruned.get("macs_before"), "bytes": pruned.get("bytes_before")}
+        effects.append(_change(f"pruning ({pruned.get('method')}) + fine-tuning",
+                               f"{source} → pruned", before, pruned))
+        if pruned.get("top1_before_finetune") is not None:
+            effects.append(_change("fine-tuning after pruning", "pruned → fine-tuned",
+                                   {"top1": pruned["top1_before_finetune"]},
+                                   {"top1": pruned.get("top1")}))
+    artifacts = [v for v in variants if v["file"] and v["group"] == group]
+    for variant in artifacts:
+        reference = next((v for v in artifacts if v["format"] == variant["format"]
+                          and v["precision"] == "fp32"), None)
+        if reference is None or variant is reference:
+            continue
+        effects.append(_change(f"{variant['precision']} quantization ({variant['format']})",
+                               f"{reference['file']} → {variant['file']}", reference, variant,
+                               _common_latency_ratio(variant, reference)))
+    return effects
+
+
+def _op_entries(profile: Any) -> list[dict[str, Any]]:
+    if isinstance(profile, dict):
+        return [{"op": name, **(value if isinstance(value, dict) else {"ms": value})}
+                for name, value in profile.items()]
+    return [entry for entry in profile or [] if isinstance(entry, dict)]
+
+
+def _find_profile(extra: dict[str, Any]) -> Any:
+    for key in OP_PROFILE_KEYS:
+        value = extra.get(key)
+        if isinstance(value, dict) and any(table in value for table in OP_TABLE_KEYS):
+            value = next((value[table] for table in OP_TABLE_KEYS if value.get(table)), None)
+        if value:
+            return value
+    return None
+
+
+def hot_spots(report: dict[str, Any], limit: int = HOT_SPOT_ROWS) -> list[dict[str, Any]]:
+    """The costliest ops of a per-op profile under the report's `extra`, if it has one."""
+    entries = _op_entries(_find_profile(report.get("extra") or {}))
+    cost_key = next(((key, unit, factor) for key, unit, factor in OP_COST_KEYS
+                     if entries and all(key in entry for entry in entries)), None)
+    if cost_key is None:
+        return []
+    key, unit, factor = cost_key
+    total = sum(float(entry[key]) for entry in entries) or 1.0
+    rows = [{"op": str(next((entry[name] for name in OP_NAME_KEYS if name in entry), "?")),
+             "cost": float(entry[key]) * factor, "unit": unit,
+             "share": float(entry["percent"]) / 100.0 if "percent" in entry
+             else float(entry[key]) / total, "count": entry.get("count")}
+            for entry in entries]
+    return sorted(rows, key=lambda row: -row["cost"])[:limit]
+
+
+def build_estimates(bundle: TargetBundle, variants: Sequence[dict[str, Any]]
+                    ) -> list[dict[str, Any]]:
+    """Hollow plot markers: the other trained models at the measured artifact's ms per MAC
+    (and bytes per parameter). Stand-ins, labelled so, never mixed with measurements."""
+    measured = next((v for v in variants if v["latency_ms"].get(bundle.name) is not None), None)
+    if measured is None or not measured["macs"] or not measured["params"]:
+        return []
+    latency = measured["latency_ms"][bundle.name]
+    return [{"label": v["label"], "top1": v["top1"],
+             "latency_ms": latency * v["macs"] / measured["macs"],
+             "bytes": int(measured["bytes"] * v["params"] / measured["params"])
+             if measured["bytes"] else None,
+             "basis": f"{latency:.4g} ms × MACs / {measured['macs']:,} MACs of {measured['file']}"}
+            for v in variants if v["file"] is None and v["group"] == measured["group"]
+            and v["stage"] != measured["stage"] and v["macs"] and v["params"]
+            and v["top1"] is not None]
+
+
+def _target_record(bundle: TargetBundle) -> dict[str, Any]:
+    report = bundle.latency
+    record: dict[str, Any] = {"name": bundle.name, "profiled": report is not None,
+                              "config_fingerprint": bundle.manifest.get("config_fingerprint"),
+                              "dataset": bundle.manifest.get("dataset")}
+    if report is None:
+        return record
+    value, source = target_latency(report)
+    return record | {
+        "adapter": (report.get("target") or {}).get("adapter"),
+        "emulated": bool((report.get("target") or {}).get("emulated")),
+        "artifact": report.get("artifact"), "runtime": report.get("runtime"),
+        "latency_stat": latency_stat(report), "latency_ms": report.get("latency_ms"),
+        "latency": value, "latency_source": source, "memory": report.get("memory"),
+        "instructions": report.get("instructions"), "accuracy": report.get("accuracy"),
+        "budget": report.get("budget"), "created": report.get("created"),
+    }
+
+
+def build_document(bundles: Sequence[TargetBundle]) -> dict[str, Any]:
+    """report.json: every number copied from a manifest or latency report."""
+    variants = build_variants(bundles)
+    groups = _groups(bundles)
+    first_group, first_metrics = next(iter(groups.items()))
+    return {
+        "schema": REPORT_SCHEMA,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "targets": [_target_record(bundle) for bundle in bundles],
+        "variants": variants,
+        "effects": build_effects(first_metrics, variants, first_group),
+        "hot_spots": {b.name: hot_spots(b.latency) for b in bundles
+                      if b.latency is not None and hot_spots(b.latency)},
+        "estimates": {b.name: build_estimates(b, variants) for b in bundles
+                      if b.latency is not None},
+        "histories": {stage: (first_metrics.get(stage) or {}).get("history")
+                      for stage, _ in STAGES
+                      if (first_metrics.get(stage) or {}).get("history")},
+    }
+
+
+# --- tables -------------------------------------------------------------------------------
+
+
+def format_top1(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.2f}%"
+
+
+def format_count(value: int | float | None) -> str:
+    return "–" if value is None else f"{int(value):,}"
+
+
+def format_ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def format_ratio(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3g}×"
+
+
+def format_points(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.2f}"
+
+
+def _budget_text(budget: dict[str, Any] | None) -> str:
+    if not budget or budget.get("passed") is None:
+        return "not checked"
+    if budget["passed"]:
+        return "passed"
+    return "BROKEN: " + "; ".join(budget.get("violations") or [])
+
+
+def targets_table(document: dict[str, Any]) -> Table:
+    rows = []
+    for target in document["targets"]:
+        if not target["profiled"]:
+            rows.append((target["name"], "–", "–", "–", "not profiled", "–", "–", "–",
+                         "not checked"))
+            continue
+        runtime, memory = target["runtime"] or {}, target["memory"] or {}
+        ram = memory.get("arena_bytes") and f"{memory['arena_bytes']:,} B arena" or (
+            memory.get("peak_rss_mb") and f"{memory['peak_rss_mb']:.1f} MB RSS") or "–"
+        stat = target["latency_stat"]
+        latency = f"{format_ms(target['latency'])} ({stat}, {target['latency_source']})"
+        rows.append((
+            target["name"], target["adapter"] or "–", (target["artifact"] or {}).get("file", "–"),
+            f"{runtime.get('name', '?')} {runtime.get('version', '')}".strip(),
+            latency, format_ms((target["latency_ms"] or {}).get("p90")),
+            format_top1((target["accuracy"] or {}).get("top1")), ram,
+            _budget_text(target["budget"]),
+        ))
+    return Table(("target", "adapter", "artifact", "runtime", "latency (ms)", "p90 (ms)",
+                  "top-1 on device", "RAM", "budget"), tuple(rows), "Targets")
+
+
+def variants_table(document: dict[str, Any]) -> Table:
+    targets = [t["name"] for t in document["targets"] if t["profiled"]]
+    rows = tuple(
+        (v["label"], v["format"] or "–", v["precision"] or "–", format_top1(v["top1"]),
+         format_count(v["params"]), format_count(v["macs"]), format_count(v["bytes"]),
+         *(format_ms(v["latency_ms"].get(target)) for target in targets))
+        for v in document["variants"])
+    return Table(("variant", "format", "precision", "top-1", "params", "MACs", "bytes",
+                  *(f"{target} (ms)" for target in targets)), rows, "Every variant",
+                 "Keras rows are the trained models (bytes = .keras file); artifact rows are "
+                 "what was exported, with params/MACs of the model they were exported from.")
+
+
+def effects_table(document: dict[str, Any]) -> Table:
+    rows = tuple((e["change"], e["path"], format_points(e["top1_points"]),
+                  format_ratio(e["params_ratio"]), format_ratio(e["macs_ratio"]),
+                  format_ratio(e["bytes_ratio"]), format_ratio(e["latency_ratio"]))
+                 for e in document["effects"])
+    return Table(("change", "from → to", "top-1 (points)", "× params", "× MACs", "× bytes",
+                  "× latency"), rows, "What distillation and pruning changed",
+                 "× latency is shown only where both ends were profiled on the same target.")
+
+
+def hot_spot_tables(document: dict[str, Any]) -> list[Table]:
+    return [Table(("op", "cost", "share", "count"), tuple(
+        (row["op"], f"{row['cost']:.4g} {row['unit']}", f"{100 * row['share']:.1f}%",
+         format_count(row["count"])) for row in rows), f"Hot spots: {target}")
+        for target, rows in document["hot_spots"].items()]
+
+
+def all_tables(document: dict[str, Any]) -> list[Table]:
+    return [targets_table(document), variants_table(document), effects_table(document),
+            *hot_spot_tables(document)]
+
+
+# --- rendering ----------------------------------------------------------------------------
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(document: dict[str, Any], plot_files: Sequence[str]) -> str:
+    lines = ["# Edge deployment report", "", _summary_line(document), ""]
+    for table in all_tables(document):
+        lines += [f"## {table.title}", ""]
+        lines.append("| " + " | ".join(_md_cell(h) for h in table.headers) + " |")
+        lines.append("|" + "|".join("---" for _ in table.headers) + "|")
+        lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in table.rows]
+        lines += ["", table.note, ""] if table.note else [""]
+    if plot_files:
+        lines += ["## Plots", ""]
+        lines += [f"![{Path(name).stem}]({name})" for name in plot_files]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _summary_line(document: dict[str, Any]) -> str:
+    names = ", ".join(t["name"] for t in document["targets"])
+    profiled = sum(1 for t in document["targets"] if t["profiled"])
+    datasets = sorted({str(t.get("dataset")) for t in document["targets"]})
+    return (f"{len(document['targets'])} bundle(s) in dist/ ({names}), {profiled} profiled; "
+            f"dataset {', '.join(datasets)}; generated {document['created']}.")
+
+
+def render_html(document: dict[str, Any], images: dict[str, bytes]) -> str:
+    parts = ["<!DOCTYPE html>", "<html><head><meta charset=\"utf-8\">",
+             "<title>Edge deployment report</title>",
+             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
+             "margin-bottom:1em}td,th{border:1px solid #bbb;padding:3px 8px;text-align:left}"
+             "th{background:#eee}img{max-width:100%}</style></head><body>",
+             "<h1>Edge deployment report</h1>", f"<p>{html.escape(_summary_line(document))}</p>"]
+    for table in all_tables(document):
+        parts.append(f"<h2>{html.escape(table.title)}</h2><table><tr>"
+                     + "".join(f"<th>{html.escape(h)}</th>" for h in table.headers) + "</tr>")
+        parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                  for row in table.rows]
+        parts.append("</table>")
+        if table.note:
+            parts.append(f"<p><em>{html.escape(table.note)}</em></p>")
+    if images:
+        parts.append("<h2>Plots</h2>")
+    for name, content in images.items():
+        encoded = base64.b64encode(content).decode("ascii")
+        parts.append(f"<figure><img alt=\"{html.escape(name)}\" "
+                     f"src=\"data:image/png;base64,{encoded}\">"
+                     f"<figcaption>{html.escape(name)}</figcaption></figure>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+# --- plots --------------------------------------------------------------------------------
+
+
+def _pareto_points(document: dict[str, Any], targets: Sequence[str]) -> list[plots.ParetoPoint]:
+    points = []
+    for target in targets:
+        for v in document["variants"]:
+            value = v["latency_ms"].get(target)
+            if value is not None and v["top1"] is not None:
+                points.append(plots.ParetoPoint(v["label"], value, v["top1"], v["bytes"], True,
+                                                target))
+        points += [plots.ParetoPoint(e["label"], e["latency_ms"], e["top1"], e["bytes"], False,
+                                     target) for e in document["estimates"].get(target, [])]
+    return points
+
+
+def render_plots(document: dict[str, Any]) -> dict[str, bytes]:
+    """file name -> PNG bytes: pareto.png (every target), pareto_<target>.png, curves_<stage>."""
+    profiled = [t["name"] for t in document["targets"] if t["profiled"] and t["latency"]]
+    images: dict[str, bytes] = {}
+    if profiled:
+        images["pareto.png"] = plots.pareto_png(_pareto_points(document, profiled),
+                                                "top-1 against latency, every target")
+        for target in profiled:
+            images[f"pareto_{target}.png"] = plots.pareto_png(
+                _pareto_points(document, [target]), f"top-1 against latency on {target}")
+    for stage, history in document["histories"].items():
+        images[f"curves_{stage}.png"] = plots.curves_png(stage, history)
+    return images
+
+
+# --- entry point --------------------------------------------------------------------------
+
+
+def write_reports(dist_dir: Path) -> ReportResult:
+    """Read every dist/<target>/ bundle and write report.md/.json/.html and the plots."""
+    dist_dir = Path(dist_dir)
+    document = build_document(load_bundles(dist_dir))
+    images = render_plots(document)
+    document["plots"] = list(images)
+    for name, content in images.items():
+        atomic_write_bytes(dist_dir / name, content)
+    atomic_write_json(dist_dir / "report.json", document)
+    atomic_write_text(dist_dir / "report.md", render_markdown(document, list(images)))
+    atomic_write_text(dist_dir / "report.html", render_html(document, images))
+    return ReportResult(dist_dir / "report.md", dist_dir / "report.json",
+                        dist_dir / "report.html", tuple(dist_dir / name for name in images))

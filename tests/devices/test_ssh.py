@@ -1,0 +1,191 @@
+"""The ssh adapter against a real OpenSSH sshd on 127.0.0.1 (session fixture `sshd`).
+
+The "device" is this machine reached over real SSH, so deploy, sha256 verification on the
+device, the remote runner and cleanup all run for real. Device pythons lacking a runtime
+or crashing are real python processes configured by a sitecustomize.py (see below).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from devices.base import BenchmarkSettings, Bundle, DeviceError
+from devices.profiles import load_profile
+from devices.profiling import profile_target
+from devices.registry import create_adapter
+from devices.ssh import SshTransport
+from pipeline.fsutil import sha256_file
+
+pytestmark = pytest.mark.sshd
+
+SETTINGS = BenchmarkSettings(warmup=2, runs=8, threads=2)
+
+
+def rpi_profile(server, **changes: str):
+    changes.setdefault("extra.python", json.dumps([sys.executable]))
+    return load_profile("rpi", server.overrides(**changes), environ={})
+
+
+@pytest.fixture
+def stranger_key(tmp_path: Path) -> Path:
+    import subprocess
+
+    key = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    return key
+
+
+def device_python(tmp_path: Path, sitecustomize: str) -> str:
+    """A python command for the device whose sitecustomize.py changes what it can do."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(sitecustomize)
+    wrapper = tmp_path / "python3"
+    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH={site} exec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    return json.dumps([str(wrapper)])
+
+
+def test_profile_rpi_through_sshd(sshd, bundle_copy: Path):
+    profile = rpi_profile(sshd)
+    document = profile_target(profile, bundle_copy, SETTINGS)
+    manifest = json.loads((bundle_copy / "manifest.json").read_text())
+    assert document["accuracy"]["top1"] == manifest["metrics"]["artifacts"][
+        "model_int8.tflite"]["top1"]
+    assert document["target"]["name"] == "rpi"
+    assert document["target"]["adapter"] == "ssh"
+    assert document["target"]["emulated"] is False
+    assert document["target"]["device"]["transport"] == "ssh"
+    assert document["target"]["device"]["host"] == "127.0.0.1"
+    assert document["runtime"]["threads"] == 2
+    assert document["runs"] == {"warmup": 2, "measured": 8}
+    assert json.loads((bundle_copy / "latency_report.json").read_text()) == document
+
+
+def test_deploy_verifies_and_cleanup_removes_the_remote_folder(sshd, tiny_bundle: Path):
+    adapter = create_adapter(rpi_profile(sshd))
+    adapter.check()
+    adapter.deploy(Bundle(root=tiny_bundle, artifact="model_int8.tflite"))
+    workdir = Path(adapter.workdir)  # the "device" is this machine: look at it directly
+    assert workdir.is_dir() and workdir.name.startswith("edge-bench.")
+    assert sha256_file(workdir / "model_int8.tflite") == sha256_file(
+        tiny_bundle / "model_int8.tflite")
+    assert sorted(path.name for path in workdir.iterdir()) == [
+        "bench_runner.py", "inputs.npz", "model_int8.tflite"]
+    adapter.cleanup()
+    assert not workdir.exists()
+    adapter.cleanup()  # safe to call twice
+
+
+def test_ssh_command_checks_host_keys_and_quotes_arguments(sshd):
+    adapter = create_adapter(rpi_profile(sshd))
+    command = adapter.transport.command(["echo", "a b", "$(reboot)"])
+    assert "StrictHostKeyChecking=yes" in command
+    assert "BatchMode=yes" in command
+    assert f"UserKnownHostsFile={sshd.known_hosts}" in command
+    assert command[-1].endswith(" echo 'a b' '$(reboot)'")
+    result = adapter.transport.run(["echo", "a b", "$(reboot)"])
+    assert result.stdout == "a b $(reboot)\n"
+
+
+def test_wrong_host_key_is_refused(sshd, stranger_key: Path, tmp_path: Path):
+    other = tmp_path / "known_hosts"
+    kind, key = stranger_key.with_suffix(".pub").read_text().split()[:2]
+    other.write_text(f"[127.0.0.1]:{sshd.port} {kind} {key}\n")  # not the server's key
+    adapter = create_adapter(rpi_profile(sshd, **{"connection.known_hosts": str(other)}))
+    with pytest.raises(DeviceError, match=r"host key of .* does not match the one in") as info:
+        adapter.check()
+    assert info.value.exit_code == 3
+
+
+def test_unknown_host_is_refused_unless_accept_new_is_set(sshd, tmp_path: Path):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    refused = create_adapter(rpi_profile(sshd, **{"connection.known_hosts": str(empty)}))
+    with pytest.raises(DeviceError, match=r"is not in .*known_hosts; refusing an unknown host"):
+        refused.check()
+    accepting = create_adapter(rpi_profile(sshd, **{"connection.known_hosts": str(empty),
+                                                     "connection.accept_new_host_key": "true"}))
+    assert "StrictHostKeyChecking=accept-new" in accepting.transport.command(["true"])
+    accepting.check()
+    host_public_key = sshd.host_key.with_suffix(".pub").read_text().split()[1]
+    assert host_public_key in empty.read_text()  # trusted on first use, recorded
+
+
+def test_wrong_client_key_is_refused(sshd, stranger_key: Path):
+    adapter = create_adapter(rpi_profile(sshd, **{"connection.key": str(stranger_key)}))
+    with pytest.raises(DeviceError, match=r"authentication refused by .*ssh-copy-id"):
+        adapter.check()
+
+
+def test_stopped_server_is_unreachable(start_sshd):
+    server = start_sshd()
+    adapter = create_adapter(rpi_profile(server))
+    adapter.check()  # reachable while it runs
+    server.stop()
+    with pytest.raises(DeviceError, match=r"port \d+ is unreachable: connection refused"):
+        adapter.check()
+
+
+def test_missing_host_is_a_device_error():
+    with pytest.raises(DeviceError, match="no device host configured.*RPI_HOST"):
+        create_adapter(load_profile("rpi", environ={}))
+
+
+def test_no_python_on_the_device(sshd):
+    adapter = create_adapter(rpi_profile(sshd, **{"extra.python": '["python3-not-here"]'}))
+    with pytest.raises(DeviceError, match=r"no working python3 on the device.*exited 127"):
+        adapter.check()
+
+
+def test_no_numpy_on_the_device(sshd, tmp_path: Path):
+    python = device_python(tmp_path, "import sys\nsys.modules['numpy'] = None\n")
+    adapter = create_adapter(rpi_profile(sshd, **{"extra.python": python}))
+    with pytest.raises(DeviceError, match=r"numpy is not installed.*pip install numpy"):
+        adapter.check()
+
+
+def test_no_runtime_on_the_device(sshd, tmp_path: Path):
+    hide = "import sys\nsys.modules['ai_edge_litert'] = None\nsys.modules['tflite_runtime'] = None\n"
+    adapter = create_adapter(rpi_profile(sshd, **{"extra.python": device_python(tmp_path, hide)}))
+    with pytest.raises(DeviceError, match=r"no runtime for tflite.*pip install ai-edge-litert"):
+        adapter.check()
+
+
+def test_runtime_missing_at_run_time_is_reported_from_the_runner(sshd, tmp_path: Path,
+                                                                  tiny_bundle: Path):
+    hide = ("import sys\nif sys.argv and sys.argv[0].endswith('bench_runner.py'):\n"
+            "    sys.modules['ai_edge_litert'] = None\n    sys.modules['tflite_runtime'] = None\n")
+    adapter = create_adapter(rpi_profile(sshd, **{"extra.python": device_python(tmp_path, hide)}))
+    adapter.deploy(Bundle(root=tiny_bundle, artifact="model_int8.tflite"))
+    try:
+        with pytest.raises(DeviceError, match=r"no inference runtime.*hint: pip install "
+                                              r"ai-edge-litert numpy"):
+            adapter.benchmark(SETTINGS)
+    finally:
+        adapter.cleanup()
+
+
+def test_runner_crash_shows_its_stderr(sshd, tmp_path: Path, tiny_bundle: Path):
+    crash = ("import sys\nif sys.argv and sys.argv[0].endswith('bench_runner.py'):\n"
+             "    import faulthandler, ctypes\n    faulthandler.enable()\n"
+             "    ctypes.string_at(0)\n")
+    adapter = create_adapter(rpi_profile(sshd, **{"extra.python": device_python(tmp_path, crash)}))
+    adapter.deploy(Bundle(root=tiny_bundle, artifact="model_int8.tflite"))
+    try:
+        with pytest.raises(DeviceError, match=r"(?s)crashed with exit code 139; its stderr:\n"
+                                              r".*Segmentation fault"):
+            adapter.benchmark(SETTINGS)
+    finally:
+        adapter.cleanup()
+
+
+def test_transport_registry_has_ssh_and_local():
+    from devices.ssh import TRANSPORTS
+
+    assert TRANSPORTS["ssh"] is SshTransport
+    assert set(TRANSPORTS) == {"ssh", "local"}
