@@ -7,10 +7,14 @@ TARGETS ?= host rpi phone mcu
 CONFIG ?= configs/default.toml
 SET ?=
 PYTEST_ARGS ?=
+CHECK_ARGS ?=
+BASELINE ?=
+MAX_REGRESSION ?=
+CHECK_ARGS += $(if $(BASELINE),--baseline $(BASELINE)) $(if $(MAX_REGRESSION),--max-regression $(MAX_REGRESSION))
 SET_ARGS := $(foreach item,$(SET),--set $(item))
 PIPELINE := $(BIN)/python -m pipeline
 
-.PHONY: setup run train-cluster deploy artifacts profile check report advise targets models test lint clean
+.PHONY: setup emu-sysroot run train-cluster deploy artifacts profile check report advise targets models test lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +27,7 @@ setup: $(VENV)/.installed
 run: setup
 	$(PIPELINE) run --config $(CONFIG) $(SET_ARGS)
 
-deploy: setup
+deploy: setup $(if $(filter rpi-emu,$(TARGET)),emu-sysroot)
 	$(PIPELINE) deploy --target $(TARGET) --config $(CONFIG) $(SET_ARGS)
 
 artifacts: setup
@@ -33,10 +37,16 @@ profile: setup
 	$(PIPELINE) profile --target $(TARGET) --config $(CONFIG) $(SET_ARGS)
 
 check: setup
-	$(PIPELINE) check --target $(TARGET) $(SET_ARGS)
+	$(PIPELINE) check --target $(TARGET) $(SET_ARGS) $(CHECK_ARGS)
 
 report: setup
 	$(PIPELINE) report
+
+advise: setup
+	$(PIPELINE) advise --target $(TARGET) --config $(CONFIG) $(SET_ARGS)
+
+emu-sysroot: setup
+	$(BIN)/python devices/emu/build_sysroot.py
 
 targets: setup
 	$(PIPELINE) targets

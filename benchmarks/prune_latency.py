@@ -11,11 +11,12 @@ on this host, side by side:
 
 Expected (issue 3): on this host, small int8 models run near the core's peak, so fixed
 per-op costs dominate and the speed-up is smaller than the MAC ratio; the magnitude model
-(same shapes, zeros only) shows no speed-up. The microcontroller column (instructions per
-inference on the emulated Cortex-M4) is printed as "pending" until devices/mcu exposes a
-per-model instruction count.
+(same shapes, zeros only) shows no speed-up. With `--mcu` each variant is also compiled
+by devices/mcu and run on the emulated Cortex-M4 (qemu, exact instruction counts, SIMD
+kernels); expected there: instruction ratio >= 0.8x the MAC ratio.
 
-    .venv/bin/python benchmarks/prune_latency.py [--runs 300] [--ratios 0.5 0.6] [--json f]
+    .venv/bin/python benchmarks/prune_latency.py [--runs 300] [--ratios 0.5 0.6] [--mcu]
+        [--json out.json]
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,7 +55,8 @@ class Row:
     int8_bytes: int
     median_us: float
     speedup: float
-    mcu_instructions: str = "pending"
+    mcu_instructions: int | None = None
+    mcu_ratio: float | None = None
 
 
 def randomise(model: Any, seed: int) -> Any:
@@ -116,7 +120,7 @@ def variants(ratios: list[float]) -> dict[str, Callable[[Any], Any]]:
     return table
 
 
-def measure(name: str, ratios: list[float], runs: int) -> list[Row]:
+def measure(name: str, ratios: list[float], runs: int, mcu: bool) -> list[Row]:
     model_name, input_shape, options = MODELS[name]
     base = randomise(models.create_model(model_name, input_shape, 10, **options), seed=0)
     representative = np.random.default_rng(1).normal(size=(32, *input_shape)).astype(np.float32)
@@ -124,24 +128,59 @@ def measure(name: str, ratios: list[float], runs: int) -> list[Row]:
     contents = [convert_tflite(model, "int8", representative) for model in built.values()]
     medians = interleaved_medians_us(contents, runs)
     base_macs = count_macs(base)
-    return [
+    rows = [
         Row(model=name, variant=variant, channels=conv_channels(model), macs=count_macs(model),
             mac_ratio=count_macs(model) / base_macs, int8_bytes=len(content),
             median_us=median, speedup=medians[0] / median)
         for (variant, model), content, median in zip(built.items(), contents, medians,
                                                      strict=True)
     ]
+    return with_mcu(rows, contents, representative[:2]) if mcu else rows
+
+
+def mcu_instructions(contents: list[bytes], samples: np.ndarray, cpu: str = "cortex-m4",
+                     machine: str = "mps2-an386") -> list[int]:
+    """Median instructions per inference of each int8 model on the emulated Cortex-M4."""
+    from devices.mcu.codegen import generate_sources
+    from devices.mcu.firmware_run import calibrate
+    from devices.mcu.protocol import parse_output
+    from devices.mcu.qemu_runner import run_firmware
+    from devices.mcu.report import instructions_from_ticks
+    from devices.mcu.toolchain import build_firmware
+
+    counts = []
+    with tempfile.TemporaryDirectory() as temp:
+        folder = Path(temp)
+        per_tick = calibrate(machine, cpu, folder)
+        for index, content in enumerate(contents):
+            model_path = folder / f"variant{index}.tflite"
+            model_path.write_bytes(content)
+            generated = generate_sources(model_path, folder / f"model{index}", inputs=samples)
+            firmware = build_firmware(generated, folder / f"build{index}", cpu=cpu, simd=True)
+            output = parse_output(run_firmware(firmware.elf, machine, timeout_s=600))
+            ticks = instructions_from_ticks(output.ticks, output.overhead_ticks, per_tick)
+            counts.append(int(np.median(ticks)))
+    return counts
+
+
+def with_mcu(rows: list[Row], contents: list[bytes], samples: np.ndarray) -> list[Row]:
+    counts = mcu_instructions(contents, samples)
+    return [replace(row, mcu_instructions=count, mcu_ratio=count / counts[0])
+            for row, count in zip(rows, counts, strict=True)]
 
 
 def print_table(rows: list[Row]) -> None:
     header = (f"{'model':<13} {'variant':<28} {'channels':>8} {'MACs':>11} {'MAC x':>6} "
-              f"{'int8 bytes':>10} {'median us':>10} {'speed-up':>8} {'M4 instr':>9}")
+              f"{'int8 bytes':>10} {'median us':>10} {'speed-up':>8} {'M4 instr':>12} "
+              f"{'instr x':>7}")
     print(header)
     print("-" * len(header))
     for row in rows:
+        instructions = f"{row.mcu_instructions:,}" if row.mcu_instructions else "-"
+        ratio = f"{row.mcu_ratio:.2f}" if row.mcu_ratio else "-"
         print(f"{row.model:<13} {row.variant:<28} {row.channels:>8} {row.macs:>11,} "
               f"{row.mac_ratio:>6.2f} {row.int8_bytes:>10,} {row.median_us:>10.1f} "
-              f"{row.speedup:>8.2f} {row.mcu_instructions:>9}")
+              f"{row.speedup:>8.2f} {instructions:>12} {ratio:>7}")
 
 
 def main() -> None:
@@ -149,10 +188,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.5, 0.6])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--mcu", action="store_true",
+                        help="also count Cortex-M4 instructions (needs qemu-system-arm and "
+                             "arm-none-eabi-gcc; slow)")
     parser.add_argument("--json", help="also write the rows to this JSON file")
     arguments = parser.parse_args()
-    rows = [row for name in arguments.models for row in measure(name, arguments.ratios,
-                                                                  arguments.runs)]
+    rows = [row for name in arguments.models
+            for row in measure(name, arguments.ratios, arguments.runs, arguments.mcu)]
     print_table(rows)
     if arguments.json:
         with open(arguments.json, "w", encoding="utf-8") as handle:

@@ -134,7 +134,9 @@ class AdbAdapter(DeviceAdapter):
                               f"{', '.join(sorted(devices))} (hint: fix ADB_SERIAL)")
         state = devices[self.serial]
         if state != "device":
-            explanation = DEVICE_STATES.get(state, f"is in state {state!r}")
+            # startswith: the real server says "no permissions (reason); see [URL]"
+            explanation = next((text for name, text in DEVICE_STATES.items()
+                                if state.startswith(name)), f"is in state {state!r}")
             raise DeviceError(f"{self.where}: the device {explanation}")
         if not self.binary:
             raise DeviceError(f"{self.where}: no benchmark_model binary configured "

@@ -285,6 +285,15 @@ def evaluate(session, samples: list, labels) -> tuple[dict, dict]:
 
 
 def peak_rss_mb() -> float | None:
+    # Linux: VmHWM is this process image's own peak. getrusage's ru_maxrss survives exec,
+    # so a runner started by a big parent (TensorFlow loaded) would report the parent's.
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import resource
     except ImportError:

@@ -109,9 +109,11 @@ def _manifest_hashes(bundle: Bundle) -> dict[str, str]:
 
 
 def reference_top1(bundle: Bundle) -> float | None:
-    """The validation stage's accuracy of this artifact, from the manifest."""
+    """The validation stage's accuracy of this artifact, from the manifest: on exactly the
+    bundled samples when the bundle records it (`bundle_top1`), else on the test split."""
     artifacts = (read_manifest(bundle).get("metrics") or {}).get("artifacts") or {}
-    return (artifacts.get(bundle.artifact) or {}).get("top1")
+    record = artifacts.get(bundle.artifact) or {}
+    return record.get("bundle_top1", record.get("top1"))
 
 
 def artifact_section(bundle: Bundle, profile: TargetProfile) -> dict[str, Any]:

@@ -44,6 +44,83 @@ def command_cluster(args: argparse.Namespace) -> int:
     return max(outcome.returncode for outcome in outcomes)
 
 
+def _split_targets(text: str) -> list[str]:
+    return [name for name in text.replace(",", " ").split() if name]
+
+
+def command_artifacts(args: argparse.Namespace) -> int:
+    from pipeline.deploy import build_artifacts
+
+    build_artifacts(_config(args), _split_targets(args.targets), build_dir=Path(args.build_dir),
+                    dist_dir=Path(args.dist_dir), force=tuple(args.force or ()))
+    return 0
+
+
+def command_deploy(args: argparse.Namespace) -> int:
+    from pipeline.deploy import deploy
+
+    outcome = deploy(_config(args), args.target, build_dir=Path(args.build_dir),
+                     dist_dir=Path(args.dist_dir), force=tuple(args.force or ()))
+    print(f"\nwrote {outcome.bundle}/latency_report.json and report.md")
+    return 0 if outcome.passed else 1
+
+
+def command_profile(args: argparse.Namespace) -> int:
+    from pipeline.deploy import load_target, profile_bundle
+
+    config = _config(args)
+    outcome = profile_bundle(config, load_target(args.target, config), Path(args.dist_dir))
+    return 0 if outcome.passed else 1
+
+
+def command_check(args: argparse.Namespace) -> int:
+    from devices.budget import check_report_file, format_check_table
+    from pipeline.deploy import load_target
+
+    config = _config(args)
+    profile = load_target(args.target, config)
+    report = Path(args.report) if args.report else Path(args.dist_dir) / args.target / (
+        "latency_report.json"
+    )
+    result = check_report_file(report, profile, Path(args.baseline) if args.baseline else None,
+                               args.max_regression)
+    if args.format == "junit":
+        from pipeline.junit import to_junit
+
+        print(to_junit(result))
+    else:
+        print(format_check_table(result))
+    return 0 if result.passed else 1
+
+
+def command_report(args: argparse.Namespace) -> int:
+    from pipeline.report import write_reports
+
+    result = write_reports(Path(args.dist_dir))
+    for path in result.paths:
+        print(f"wrote {path}")
+    return 0
+
+
+def command_advise(args: argparse.Namespace) -> int:
+    from pipeline.advisor import advise, format_recommendation
+    from pipeline.deploy import load_target
+
+    config = _config(args)
+    recommendation = advise(config, load_target(args.target, config), Path(args.build_dir),
+                            dist_dir=Path(args.dist_dir))
+    print()
+    print(format_recommendation(recommendation))
+    return 0 if recommendation.meets_budget else 1
+
+
+def command_targets(args: argparse.Namespace) -> int:
+    from devices.profiles import format_targets_table, list_profiles
+
+    print(format_targets_table(list_profiles()))
+    return 0
+
+
 def command_models(args: argparse.Namespace) -> int:
     from models import list_models, model_description
 
@@ -78,6 +155,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE",
                         help="override one config key; repeatable")
     parser.add_argument("--build-dir", default="build", help="cache and scratch (default build/)")
+    parser.add_argument("--dist-dir", default="dist", help="device bundles (default dist/)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +182,49 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--until", metavar="STAGE", help="stop after STAGE")
     cluster.set_defaults(handler=command_cluster)
 
+    deploy = commands.add_parser(
+        "deploy", help="run every stage, bundle for TARGET, profile on it, check its budget"
+    )
+    _add_config_options(deploy)
+    deploy.add_argument("--target", default="host", help="target profile (default host)")
+    deploy.add_argument("--force", action="append", metavar="STAGE",
+                        help="recompute STAGE and everything after it; repeatable")
+    deploy.set_defaults(handler=command_deploy)
+
+    artifacts = commands.add_parser("artifacts", help="build dist/<target>/ bundles, no device")
+    _add_config_options(artifacts)
+    artifacts.add_argument("--targets", default="host", help='e.g. "host rpi phone mcu"')
+    artifacts.add_argument("--force", action="append", metavar="STAGE")
+    artifacts.set_defaults(handler=command_artifacts)
+
+    profile = commands.add_parser("profile", help="profile an existing dist/<target>/ bundle")
+    _add_config_options(profile)
+    profile.add_argument("--target", default="host")
+    profile.set_defaults(handler=command_profile)
+
+    check = commands.add_parser(
+        "check", help="compare dist/<target>/latency_report.json with the target's budget"
+    )
+    _add_config_options(check)
+    check.add_argument("--target", default="host")
+    check.add_argument("--report", help="latency report (default dist/<target>/latency_report.json)")
+    check.add_argument("--baseline", help="an earlier latency_report.json to compare with")
+    check.add_argument("--max-regression", help="allowed slow-down vs --baseline, e.g. 10%%")
+    check.add_argument("--format", choices=("table", "junit"), default="table")
+    check.set_defaults(handler=command_check)
+
+    report = commands.add_parser("report", help="cross-target dist/report.md/.json/.html + plots")
+    report.add_argument("--dist-dir", default="dist")
+    report.set_defaults(handler=command_report)
+
+    advise = commands.add_parser("advise", help='"distill, prune or both?" for a target')
+    _add_config_options(advise)
+    advise.add_argument("--target", default="host")
+    advise.set_defaults(handler=command_advise)
+
+    commands.add_parser("targets", help="list target profiles and what each needs").set_defaults(
+        handler=command_targets
+    )
     commands.add_parser("models", help="list the model zoo").set_defaults(handler=command_models)
     commands.add_parser("datasets", help="list dataset sources").set_defaults(
         handler=command_datasets

@@ -10,11 +10,17 @@ from pipeline.stage import Stage
 STAGE_MODULES: tuple[str, ...] = (
     "pipeline.stages.train",
     "pipeline.stages.distill",
+    "pipeline.stages.prune",
 )
+FINAL_MODEL_STAGE = "pruned"  # the prune stage passes the student through when method=none
 
 
 def stages() -> list[Stage]:
-    return [importlib.import_module(module).STAGE for module in STAGE_MODULES]
+    from pipeline.stages.export import export_stage
+    from pipeline.stages.validate import validate_stage
+
+    trained = [importlib.import_module(module).STAGE for module in STAGE_MODULES]
+    return trained + [export_stage(FINAL_MODEL_STAGE), validate_stage(FINAL_MODEL_STAGE)]
 
 
 def stage_names() -> list[str]:

@@ -50,7 +50,7 @@ class PruneResult:
     gzip_bytes_after: int
     layer_channels: dict[str, tuple[int, int]]  # Conv/Depthwise/Dense -> (before, after)
     top1_before_pruning: float
-    top1_before_finetune: float  # right after pruning, no retraining
+    top1_before_finetune: float  # right after pruning, no retraining (iterative: last round)
     top1: float  # after retraining
     wall_time_s: float
     finetune_epochs: int
@@ -193,7 +193,8 @@ def _channel(inputs: StageInputs) -> MethodOutcome:
     return MethodOutcome(
         model=model, top1_before_finetune=rounds[-1]["top1_before_finetune"],
         top1_after_bn_recalibration=rounds[-1]["top1_after_bn_recalibration"],
-        finetune=config.finetune, history=history, rounds=tuple(rounds), plan=plan_record,
+        finetune=config.finetune if config.finetune_epochs > 0 else None, history=history,
+        rounds=tuple(rounds), plan=plan_record,
         note="; ".join(notes),
     )
 
@@ -316,15 +317,19 @@ def headline(record: dict[str, Any]) -> str:
 
 
 def run_stage(context: StageContext) -> dict[str, Any]:
-    """The runner's entry point: loads the upstream student and teacher."""
+    """The runner's entry point: prunes the upstream model named by `prune.source` (the
+    distilled student by default, or the teacher), with the teacher for kd retraining."""
+    section = context.config.prune
+    teacher = load_model(context.upstream["teacher"].path)
+    source = teacher if section.source == "teacher" else load_model(
+        context.upstream[section.source].path)
     result = run_prune(
-        context.config.prune,
-        student=load_model(context.upstream["student"].path),
-        teacher=load_model(context.upstream["teacher"].path),
-        data=context.dataset, out_dir=context.out_dir, training=context.config.student,
-        seed=context.config.data.seed,
+        section, student=source, teacher=teacher, data=context.dataset,
+        out_dir=context.out_dir, training=context.config.student, seed=context.config.data.seed,
     )
-    return result.to_dict()
+    record = result.to_dict()
+    record["source"] = section.source
+    return record
 
 
 STAGE = Stage(

@@ -267,3 +267,129 @@ def sshd(ssh_root: Path):
     server = SshServer(ssh_root, ssh_root / "client_key").start()
     yield server
     server.stop()
+
+
+# --- a real adb server with device doubles (tests/devices/data/fake_adbd.py) -------------
+
+FAKE_ADBD = Path(__file__).resolve().parent / "data" / "fake_adbd.py"
+DEVICE_DIR = "/data/local/tmp"
+
+
+class FakeAdbd:
+    """TEST DOUBLE of a phone: fake_adbd.py on 127.0.0.1, its /data/local/tmp = `sandbox`."""
+
+    def __init__(self, root: Path, mode: str = "device", features: str = "shell_v2,cmd",
+                 corrupt_pushes: bool = False) -> None:
+        import subprocess
+        import sys
+        import tempfile
+
+        self.mode = mode
+        self.sandbox = Path(tempfile.mkdtemp(prefix="data_local_tmp.", dir=root))
+        self.process = subprocess.Popen(
+            [sys.executable, str(FAKE_ADBD), "--mode", mode, "--features", features,
+             "--map", f"{DEVICE_DIR}={self.sandbox}",
+             *(["--corrupt-pushes"] if corrupt_pushes else [])],
+            stdout=subprocess.PIPE, text=True)
+        ready = self.process.stdout.readline().split()
+        if ready[:1] != ["READY"]:
+            self.stop()
+            raise RuntimeError(f"fake_adbd.py did not start (said {ready!r})")
+        self.serial = f"127.0.0.1:{ready[1]}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self.process.stdout.close()
+
+
+class AdbServer:
+    """A REAL adb server (`adb -P PORT start-server`) with its keys under `home`."""
+
+    def __init__(self, home: Path) -> None:
+        self.port = free_port()
+        self.environment = {**os.environ, "HOME": str(home),
+                            "ANDROID_ADB_SERVER_PORT": str(self.port)}
+        self.pending = []  # `adb connect` clients still waiting for an offline device
+
+    def run(self, *arguments: str, timeout: float = 30):
+        import subprocess
+
+        return subprocess.run(["adb", "-P", str(self.port), *arguments], capture_output=True,
+                              text=True, env=self.environment, stdin=subprocess.DEVNULL,
+                              timeout=timeout)
+
+    def start(self) -> AdbServer:
+        result = self.run("start-server")
+        if result.returncode != 0:
+            raise RuntimeError(f"adb start-server failed: {result.stderr}")
+        return self
+
+    def devices(self) -> dict[str, str]:
+        lines = self.run("devices").stdout.splitlines()[1:]
+        return dict(line.split("\t", 1) for line in lines if "\t" in line)
+
+    def connect(self, device: FakeAdbd) -> str:
+        """`adb connect` the double and wait until the server lists it in its state."""
+        import subprocess
+        import time
+
+        if device.mode == "offline":  # connect waits ~10 s for a CNXN that never comes
+            self.pending.append(subprocess.Popen(
+                ["adb", "-P", str(self.port), "connect", device.serial], env=self.environment,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        else:
+            self.run("connect", device.serial)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.devices().get(device.serial) == device.mode:
+                return device.serial
+            time.sleep(0.1)
+        raise RuntimeError(f"{device.serial} never became {device.mode!r}: {self.devices()}")
+
+    def stop(self) -> None:
+        self.run("kill-server")
+        for client in self.pending:
+            try:
+                client.wait(timeout=15)
+            except Exception:  # noqa: BLE001 - the server is gone; don't leave the client
+                client.terminate()
+                client.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def adb_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """HOME of the test adb servers: the adb key pair is generated here once."""
+    import shutil
+
+    if shutil.which("adb") is None:
+        pytest.skip("adb not installed (apt-get install adb)")
+    return tmp_path_factory.mktemp("adb_home")
+
+
+@pytest.fixture
+def adb_server(adb_home: Path, monkeypatch: pytest.MonkeyPatch):
+    """A real adb server of this test; the adapter's `adb` calls reach it through
+    ANDROID_ADB_SERVER_PORT. Killed (`adb kill-server`) at the end of the test."""
+    server = AdbServer(adb_home).start()
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(server.port))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_phone(adb_server: AdbServer, tmp_path: Path):
+    """`fake_phone(mode="device", features="shell_v2,cmd", corrupt_pushes=False)`: start a
+    device double, connect it to the real adb server, return it (serial 127.0.0.1:PORT)."""
+    devices = []
+
+    def start(mode: str = "device", features: str = "shell_v2,cmd",
+              corrupt_pushes: bool = False) -> FakeAdbd:
+        devices.append(FakeAdbd(tmp_path, mode, features, corrupt_pushes))
+        adb_server.connect(devices[-1])
+        return devices[-1]
+
+    yield start
+    for device in devices:
+        device.stop()

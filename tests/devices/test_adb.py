@@ -1,19 +1,27 @@
-"""The adb adapter with the REAL `adb` client against a TEST DOUBLE of the device side.
+"""The adb adapter through the REAL `adb` client and the REAL adb server, against a DEVICE DOUBLE.
 
-No phone is reachable here, so tests/devices/data/fake_adb_server.py plays the adb server
-and the devices behind it on 127.0.0.1 (ANDROID_ADB_SERVER_PORT): it speaks the adb
-smart-socket, shell-v2 and sync protocols, so the adapter's `adb devices` / `adb push` /
-`adb shell` calls, exit codes and error messages are the real client's. On that "device"
-a second double stands in for benchmark_model: a script that logs how it was called and
-prints a recorded benchmark_model output (tests/devices/data/benchmark_model/).
+No phone is reachable here. What is real: the `adb` client the adapter runs, the adb server
+it talks to (started per test with `adb -P PORT start-server`, its keys in a temp HOME) and
+the adb transport protocol between that server and the device (`adb connect 127.0.0.1:PORT`).
+What is a double:
+
+* the phone: tests/devices/data/fake_adbd.py speaks the device side of the adb protocol
+  (CNXN/AUTH handshake, streams, shell v2 with exit codes or legacy raw shell, sync push) and
+  runs shell commands in a real /bin/sh, with the device folder /data/local/tmp mapped onto a
+  temp folder (`FakeAdbd.sandbox`) — so mktemp, sha256sum, taskset, chmod and rm are real;
+* benchmark_model on the phone: a shell script (pushed like the real binary) that logs how
+  it was called and prints a recorded benchmark_model output (data/benchmark_model/);
+* only for the USB-only "no permissions" state: a stand-in adb SERVER
+  (tests/devices/data/fake_adb_server.py), because no TCP device can produce that state.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -27,43 +35,12 @@ pytestmark = pytest.mark.adb
 
 DATA = Path(__file__).resolve().parent / "data"
 SETTINGS = BenchmarkSettings(warmup=3, runs=20, threads=2)
-
-
-@pytest.fixture(autouse=True)
-def _needs_adb():
-    if shutil.which("adb") is None:
-        pytest.skip("adb not installed (apt-get install adb)")
-
-
-@pytest.fixture
-def fake_adb(monkeypatch: pytest.MonkeyPatch):
-    """`fake_adb("serial=state", ...)` starts the double and points adb at it."""
-    processes = []
-
-    def start_server(*devices: str) -> int:
-        import socket
-
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        arguments = [sys.executable, str(DATA / "fake_adb_server.py"), "--port", str(port)]
-        for device in devices:
-            arguments += ["--device", device]
-        process = subprocess.Popen(arguments, stdout=subprocess.PIPE, text=True)
-        processes.append(process)
-        assert process.stdout.readline().strip() == "READY"
-        monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(port))
-        return port
-
-    yield start_server
-    for process in processes:
-        process.terminate()
-        process.wait(timeout=10)
+LEGACY_ADBD = ""  # no features: no shell_v2, so the adapter's exit-code marker is used
 
 
 @pytest.fixture
 def fake_benchmark_model(tmp_path: Path) -> tuple[Path, Path]:
-    """(binary, call log): a script standing in for benchmark_model on the fake device."""
+    """(binary, call log): TEST DOUBLE of benchmark_model, a script run on the fake phone."""
     log = tmp_path / "benchmark_model_calls.log"
     binary = tmp_path / "benchmark_model"
     binary.write_text(f"""#!/bin/sh
@@ -83,21 +60,18 @@ cat "$recorded"
     return binary, log
 
 
-def phone_profile(tmp_path: Path, binary: Path, serial: str = "", **changes: str):
-    device_dir = tmp_path / "device" / "data" / "local" / "tmp"
-    device_dir.mkdir(parents=True, exist_ok=True)
-    overrides = {"connection.device_dir": str(device_dir), "connection.taskset_mask": "1",
-                 **changes}
+def phone_profile(binary: Path, serial: str = "", **changes: str):
+    """The shipped `phone` profile (device_dir /data/local/tmp) with CPU 0 pinning."""
+    overrides = {"connection.taskset_mask": "1", **changes}
     environ = {"BENCHMARK_MODEL": str(binary), "ADB_SERIAL": serial}
     return load_profile("phone", overrides, environ=environ)
 
 
-def test_profile_phone_through_real_adb(fake_adb, fake_benchmark_model, bundle_copy: Path,
-                                        tmp_path: Path):
+def test_profile_phone_through_real_adb_server(fake_phone, fake_benchmark_model,
+                                               bundle_copy: Path):
     binary, calls = fake_benchmark_model
-    fake_adb("R58M12345=device")
-    profile = phone_profile(tmp_path, binary, serial="R58M12345")
-    document = profile_target(profile, bundle_copy, SETTINGS)
+    phone = fake_phone()
+    document = profile_target(phone_profile(binary, serial=phone.serial), bundle_copy, SETTINGS)
     # numbers of the recorded output, in ms
     assert document["latency_ms"]["median"] == pytest.approx(0.209)
     assert document["latency_ms"]["mean"] == pytest.approx(0.214675)
@@ -107,27 +81,63 @@ def test_profile_phone_through_real_adb(fake_adb, fake_benchmark_model, bundle_c
     assert document["memory"]["peak_rss_mb"] == pytest.approx(9.05859)
     assert document["runs"] == {"warmup": 3, "measured": 4650}
     assert document["runtime"]["name"] == "benchmark_model"
-    assert document["target"]["device"] == {"serial": "R58M12345", "taskset_mask": "1"}
+    assert document["target"]["device"] == {"serial": phone.serial, "taskset_mask": "1"}
     manifest = json.loads((bundle_copy / "manifest.json").read_text())
     assert document["accuracy"] == {"top1": None, "samples": 0, "reference_top1": manifest[
         "metrics"]["artifacts"]["model_int8.tflite"]["top1"]}
     assert document["budget"]["passed"] is True
-    # how the real command ran on the "device": arguments and CPU pinning by taskset
+    # how the command ran on the "phone": in the mktemp folder under /data/local/tmp (the
+    # sandbox), with the configured arguments, pinned to CPU 0 by the real taskset
     arguments, affinity = calls.read_text().strip().split(" | ")
-    assert arguments.split()[1:] == ["--num_threads=2", "--num_runs=20", "--warmup_runs=3"]
-    assert arguments.split()[0].endswith("/model_int8.tflite")
+    graph, *rest = arguments.split()
+    assert rest == ["--num_threads=2", "--num_runs=20", "--warmup_runs=3"]
+    graph_path = Path(graph.removeprefix("--graph="))
+    assert graph_path.name == "model_int8.tflite"
+    assert graph_path.parent.parent == phone.sandbox
+    assert graph_path.parent.name.startswith("edge-bench.")
     assert affinity.split() == ["Cpus_allowed_list:", "0"]
-    # the device folder was removed
-    assert list((tmp_path / "device" / "data" / "local" / "tmp").iterdir()) == []
+    # the working folder was removed from the device
+    assert list(phone.sandbox.iterdir()) == []
 
 
-def test_op_profiling_table_reaches_the_report(fake_adb, fake_benchmark_model,
-                                               tiny_bundle: Path, tmp_path: Path):
-    binary, _ = fake_benchmark_model
-    fake_adb("emulator-5554=device")
-    adapter = create_adapter(phone_profile(tmp_path, binary))
+def test_pushed_files_are_byte_identical_on_the_device(fake_phone, fake_benchmark_model,
+                                                       tiny_bundle: Path):
+    phone = fake_phone()
+    adapter = create_adapter(phone_profile(fake_benchmark_model[0]))
     adapter.check()
-    assert adapter.serial == "emulator-5554"  # the only device, picked automatically
+    adapter.deploy(Bundle(root=tiny_bundle, artifact="model_int8.tflite"))
+    try:
+        assert adapter.workdir.startswith("/data/local/tmp/edge-bench.")  # device paths only
+        on_device = phone.sandbox / adapter.workdir.rsplit("/", 1)[1]
+        assert (on_device / "model_int8.tflite").read_bytes() == (
+            tiny_bundle / "model_int8.tflite").read_bytes()
+        assert (on_device / "benchmark_model").stat().st_mode & 0o777 == 0o755
+    finally:
+        adapter.cleanup()
+    assert not on_device.exists()
+
+
+def test_upload_corrupted_on_the_way_is_refused(fake_phone, fake_benchmark_model,
+                                                tiny_bundle: Path):
+    """The double flips a bit in every pushed file; the real sha256sum on the device sees it."""
+    phone = fake_phone(corrupt_pushes=True)
+    adapter = create_adapter(phone_profile(fake_benchmark_model[0]))
+    adapter.check()
+    try:
+        with pytest.raises(DeviceError, match=r"arrived corrupted \(sha256 on the device "
+                                              r"differs\)"):
+            adapter.deploy(Bundle(root=tiny_bundle, artifact="model_int8.tflite"))
+    finally:
+        adapter.cleanup()
+    assert list(phone.sandbox.iterdir()) == []
+
+
+def test_op_profiling_table_reaches_the_report(fake_phone, fake_benchmark_model,
+                                               tiny_bundle: Path):
+    phone = fake_phone()
+    adapter = create_adapter(phone_profile(fake_benchmark_model[0]))
+    adapter.check()
+    assert adapter.serial == phone.serial  # the only device, picked automatically
     adapter.deploy(Bundle(root=tiny_bundle, artifact="model_int8.tflite"))
     try:
         report = adapter.benchmark(BenchmarkSettings(warmup=1, runs=5, threads=1,
@@ -140,41 +150,18 @@ def test_op_profiling_table_reaches_the_report(fake_adb, fake_benchmark_model,
     assert report.latency_ms["mean"] == pytest.approx(0.0453)
 
 
-@pytest.mark.parametrize(
-    ("devices", "serial", "message"),
-    [
-        ((), "", r"no Android device attached"),
-        (("R58M1=unauthorized",), "", r"the device is unauthorized.*Allow USB debugging"),
-        (("R58M1=offline",), "R58M1", r"the device is offline.*adb kill-server"),
-        (("A1=device", "B2=device"), "", r"several devices attached \(A1, B2\).*ADB_SERIAL"),
-        (("A1=device",), "Z9", r"device Z9 is not attached; attached: A1"),
-    ],
-)
-def test_device_state_errors(fake_adb, fake_benchmark_model, tmp_path: Path, devices, serial,
-                             message):
-    fake_adb(*devices)
-    adapter = create_adapter(phone_profile(tmp_path, fake_benchmark_model[0], serial=serial))
-    with pytest.raises(DeviceError, match=message) as info:
-        adapter.check()
-    assert info.value.exit_code == 3
-
-
-def test_missing_benchmark_model_binary(fake_adb, tmp_path: Path):
-    fake_adb("A1=device")
-    adapter = create_adapter(phone_profile(tmp_path, tmp_path / "nowhere" / "benchmark_model"))
-    with pytest.raises(DeviceError, match=r"benchmark_model binary .*nowhere.* does not exist"):
-        adapter.check()
-    unset = create_adapter(load_profile("phone", environ={}))
-    with pytest.raises(DeviceError, match=r"no benchmark_model binary configured.*"
-                                          r"BENCHMARK_MODEL="):
-        unset.check()
-
-
-def test_benchmark_model_failure_shows_its_output(fake_adb, fake_benchmark_model,
-                                                  tiny_bundle: Path, tmp_path: Path):
-    fake_adb("A1=device")
-    adapter = create_adapter(phone_profile(tmp_path, fake_benchmark_model[0]))
+@pytest.mark.parametrize("features", ["shell_v2,cmd", LEGACY_ADBD], ids=["shell_v2", "legacy"])
+def test_exit_codes_and_output_of_device_commands(fake_phone, fake_benchmark_model,
+                                                  tiny_bundle: Path, features: str):
+    """shell v2 carries the exit code in the protocol; a legacy adbd drops it, and the
+    adapter's echoed exit marker must recover it."""
+    fake_phone(features=features)
+    adapter = create_adapter(phone_profile(fake_benchmark_model[0]))
     adapter.check()
+    status, stdout, stderr = adapter.shell(["sh", "-c", "echo out; echo err >&2; exit 7"])
+    assert status == 7
+    assert "out" in stdout
+    assert "err" in (stderr if features else stdout)  # legacy shell merges the streams
     adapter.deploy(Bundle(root=tiny_bundle, artifact="model_int8.tflite"))
     try:
         with pytest.raises(DeviceError, match=r"(?s)failed with exit code 1; its output:\n"
@@ -184,11 +171,96 @@ def test_benchmark_model_failure_shows_its_output(fake_adb, fake_benchmark_model
         adapter.cleanup()
 
 
-def test_binary_that_cannot_start_on_the_device(fake_adb, tiny_bundle: Path, tmp_path: Path):
+@pytest.mark.parametrize(
+    ("modes", "serial", "message"),
+    [
+        ((), "", r"no Android device attached"),
+        (("unauthorized",), "", r"the device is unauthorized.*Allow USB debugging"),
+        (("offline",), "", r"the device is offline.*adb kill-server"),
+        (("recovery",), "", r"the device is in recovery mode.*reboot it into Android"),
+        (("device", "device"), "", r"several devices attached \(127\.0\.0\.1:\d+, "
+                                   r"127\.0\.0\.1:\d+\).*ADB_SERIAL"),
+        (("device",), "emulator-5554", r"device emulator-5554 is not attached; attached: "
+                                       r"127\.0\.0\.1:\d+"),
+    ],
+)
+def test_device_state_errors(fake_phone, fake_benchmark_model, modes, serial, message):
+    """The states come from the real adb server: the double answers CNXN with another banner
+    state, demands AUTH and rejects the server's key (unauthorized), or never answers
+    (offline)."""
+    for mode in modes:
+        fake_phone(mode=mode)
+    adapter = create_adapter(phone_profile(fake_benchmark_model[0], serial=serial))
+    with pytest.raises(DeviceError, match=message) as info:
+        adapter.check()
+    assert info.value.exit_code == 3
+
+
+def test_no_permissions_usb_state(fake_benchmark_model, monkeypatch: pytest.MonkeyPatch,
+                                  adb_home: Path):
+    """USB-only state: the adb SERVER here is the stand-in fake_adb_server.py (a TCP device
+    cannot be "no permissions"); it lists the device with the real server's text."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, str(DATA / "fake_adb_server.py"), "--port",
+                               str(port), "--device", "R58M1=no-permissions"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().strip() == "READY"
+        monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(port))
+        adapter = create_adapter(phone_profile(fake_benchmark_model[0]))
+        with pytest.raises(DeviceError, match=r"R58M1\): the device cannot be opened: no "
+                                              r"permissions.*udev rule"):
+            adapter.check()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        server.stdout.close()
+
+
+def test_device_that_disappears_after_the_check(adb_server, fake_phone, fake_benchmark_model,
+                                                tiny_bundle: Path):
+    """The real server keeps a vanished TCP device as `offline` (it retries the connection);
+    the adapter's `adb shell` must then fail with the offline explanation."""
+    phone = fake_phone()
+    adapter = create_adapter(phone_profile(fake_benchmark_model[0]))
+    adapter.check()
+    phone.stop()  # the phone goes away
+    deadline = time.monotonic() + 20
+    while adb_server.devices().get(phone.serial) != "offline" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with pytest.raises(DeviceError, match=r"\(127\.0\.0\.1:\d+\): the device is offline"):
+        adapter.deploy(Bundle(root=tiny_bundle, artifact="model_int8.tflite"))
+
+
+def test_device_folder_that_cannot_be_created(fake_phone, fake_benchmark_model,
+                                              tiny_bundle: Path):
+    fake_phone()
+    adapter = create_adapter(phone_profile(fake_benchmark_model[0],
+                                           **{"connection.device_dir": "/data/local/tmp/no"}))
+    adapter.check()
+    with pytest.raises(DeviceError, match=r"could not create a folder in /data/local/tmp/no: "
+                                          r".*hint: is /data/local/tmp/no writable"):
+        adapter.deploy(Bundle(root=tiny_bundle, artifact="model_int8.tflite"))
+
+
+def test_missing_benchmark_model_binary(fake_phone, tmp_path: Path):
+    fake_phone()
+    adapter = create_adapter(phone_profile(tmp_path / "nowhere" / "benchmark_model"))
+    with pytest.raises(DeviceError, match=r"benchmark_model binary .*nowhere.* does not exist"):
+        adapter.check()
+    unset = create_adapter(load_profile("phone", environ={}))
+    with pytest.raises(DeviceError, match=r"no benchmark_model binary configured.*"
+                                          r"BENCHMARK_MODEL="):
+        unset.check()
+
+
+def test_binary_that_cannot_start_on_the_device(fake_phone, tiny_bundle: Path, tmp_path: Path):
     wrong_cpu = tmp_path / "benchmark_model"
     wrong_cpu.write_bytes(b"\x7fELF\x02\x01\x01" + b"\x00" * 200)  # not runnable here
-    fake_adb("A1=device")
-    adapter = create_adapter(phone_profile(tmp_path, wrong_cpu))
+    fake_phone()
+    adapter = create_adapter(phone_profile(wrong_cpu))
     adapter.check()
     adapter.deploy(Bundle(root=tiny_bundle, artifact="model_int8.tflite"))
     try:
@@ -198,7 +270,7 @@ def test_binary_that_cannot_start_on_the_device(fake_adb, tiny_bundle: Path, tmp
         adapter.cleanup()
 
 
-def test_adapter_only_supports_tflite(tmp_path: Path):
+def test_adapter_only_supports_tflite():
     adapter = create_adapter(load_profile("phone", environ={}))
     assert adapter.supports("tflite", "int8")
     assert not adapter.supports("onnx", "int8")

@@ -122,3 +122,39 @@ def test_every_criterion_prunes_a_bn_student(criterion: str) -> None:
         assert plan.skipped == ("fc1",)
     assert plan.layer_channels() == expected
     assert pruned(samples).shape == (16, 3)
+
+
+def test_global_scope_takes_channels_where_they_matter_least() -> None:
+    """bn_scale scores compare across layers: block2's tiny gammas go first, down to the
+    floor, and the rest comes from the other layers' weakest channels."""
+    model = models.create_model("seed_student", (28, 28, 1), 3, batch_norm=True)
+    rng = np.random.default_rng(0)
+    for name, low, high in (("block1_bn", 1.0, 2.0), ("block2_bn", 0.0, 0.01),
+                            ("block3_bn", 1.0, 2.0)):
+        norm = model.get_layer(name)
+        weights = norm.get_weights()
+        weights[0] = rng.uniform(low, high, weights[0].shape).astype(np.float32)
+        norm.set_weights(weights)
+    _, plan = prune_channels(model, "bn_scale", ratio=0.5, scope="global", min_channels=4)
+    channels = plan.layer_channels()
+    assert channels["block2_conv"] == (32, 4)  # 28 of the 40 pruned channels
+    assert channels["block1_conv"][1] + channels["block3_conv"][1] == 48 - 12
+    assert plan.to_dict()["scope"] == "global"
+
+
+@pytest.mark.parametrize("criterion", sorted(CRITERIA))
+@pytest.mark.parametrize(("name", "input_shape"), [("resnet8", (16, 16, 3)),
+                                                   ("ds_student", (16, 16, 1))])
+def test_every_criterion_halves_every_group_of_the_zoo(criterion: str, name: str,
+                                                       input_shape: tuple[int, ...],
+                                                       weight_tools: Any) -> None:
+    model = models.create_model(name, input_shape, 4)
+    weight_tools.randomise_weights(model, seed=7)
+    samples = np.random.default_rng(0).normal(size=(8, *input_shape)).astype(np.float32)
+    pruned, plan = prune_channels(model, criterion, ratio=0.5, sample_inputs=samples)
+    assert plan.skipped == ()
+    for decision in plan.decisions:
+        assert decision.channels_after == decision.channels_before // 2
+        for producer in decision.producers:
+            assert pruned.get_layer(producer).output.shape[-1] == decision.channels_after
+    assert pruned(samples).shape == (8, 4)

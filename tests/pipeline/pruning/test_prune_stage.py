@@ -67,6 +67,7 @@ def test_channel_half_ratio_shrinks_the_dense_model(trained: dict[str, Any],
     assert record["bytes_after"] < 0.6 * record["bytes_before"]
     assert record["params"] == record["params_after"] < record["params_before"] / 3
     # no retraining: only the BatchNorm statistics were re-estimated after surgery
+    assert record["finetune"] is None and record["finetune_epochs"] == 0
     assert record["top1"] == record["top1_after_bn_recalibration"]
     assert 0.0 <= record["top1_before_finetune"] <= 1.0
     saved = _load(tmp_path)
@@ -166,3 +167,39 @@ def test_unknown_method_is_refused(trained: dict[str, Any], tmp_path: Path) -> N
     with pytest.raises(PruningError, match="unknown prune.method 'lottery'"):
         run_prune(config, student=trained["student"], teacher=None, data=trained["data"],
                   out_dir=tmp_path)
+
+
+def test_threshold_selects_by_the_criterion_rule(trained: dict[str, Any],
+                                                 tmp_path: Path) -> None:
+    """threshold > 0 replaces the ratio: l1's rule keeps filters >= beta * the layer's max."""
+    record = _run(trained, tmp_path, threshold=0.999, min_channels=3, finetune_epochs=0)
+    assert record["plan"]["threshold"] == 0.999
+    assert record["plan"]["ratio"] is None
+    for name in ("block1_conv", "block2_conv", "block3_conv", "fc1"):
+        assert record["layer_channels"][name]["after"] == 3  # only the max passes; floor 3
+
+
+@pytest.mark.parametrize("source", ["student", "teacher"])
+def test_runner_entry_prunes_the_configured_source(trained: dict[str, Any], tmp_path: Path,
+                                                   source: str) -> None:
+    from pipeline.cache import CacheEntry
+    from pipeline.config import build_config
+    from pipeline.stage import StageContext
+    from pipeline.stages.prune import STAGE
+
+    upstream = {}
+    for name in ("student", "teacher"):
+        folder = tmp_path / name
+        folder.mkdir()
+        trained[name].save(folder / "model.keras")
+        upstream[name] = CacheEntry(name, "key", folder, {})
+    config = build_config({"prune": {"source": source, "finetune_epochs": 0}})
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    record = STAGE.run(StageContext(config, trained["data"], out_dir, upstream))
+    assert record["source"] == source
+    pruned_model = trained[source]
+    assert record["params_before"] == pruned_model.count_params()
+    assert record["params_after"] < pruned_model.count_params() / 2
+    assert (out_dir / "model.keras").is_file()
+    assert "macs=" in STAGE.headline(record)
