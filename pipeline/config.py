@@ -85,7 +85,7 @@ class PruneConfig:
     round_to: int = choice(1, 1, 2, 4, 8, 16, 32)
     finetune: str = choice("kd", "finetune", "retrain", "kd")
     finetune_epochs: int = bounded(4, 0, 10_000)
-    learning_rate: float = bounded(0.001, 1e-7, 10.0)
+    learning_rate: float = bounded(0.002, 1e-7, 10.0)
     iterations: int = bounded(1, 1, 100)
     slimming_penalty: float = bounded(0.0, 0.0, 1.0)
     sample_size: int = bounded(512, 16, 100_000)  # training samples for apoz

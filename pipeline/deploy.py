@@ -54,6 +54,9 @@ def manifest_metrics(run: RunResult, config: PipelineConfig) -> dict[str, Any]:
         pruned = run.record("pruned")
         metrics["pruned"] = pick(pruned, PRUNED_KEYS)
         metrics["pruned"].setdefault("source", config.prune.source)
+        history = metrics["pruned"].get("history") or {}
+        # The fine-tuning record nests Keras' per-epoch history beside its epoch count.
+        metrics["pruned"]["history"] = history.get("history", history)
     return metrics
 
 

@@ -210,7 +210,8 @@ def _merge(layer: Any, states: list[TensorState], analysis: _Analysis) -> Tensor
     return TensorState(space, repeats.pop())
 
 
-# First match wins (isinstance); tf_keras' DepthwiseConv2D is not a Conv2D subclass.
+# Looked up by exact type: a subclass (Conv2DTranspose is a Conv2D with a transposed
+# kernel) may lay out its weights differently, so it is refused until it has its own rule.
 LAYER_RULES: dict[type, LayerRule] = {
     keras.layers.DepthwiseConv2D: _depthwise,
     keras.layers.Conv2D: _producer,
@@ -236,9 +237,9 @@ PRODUCER_TYPES = (keras.layers.Conv2D, keras.layers.Dense)
 
 
 def _rule_for(layer: Any) -> LayerRule:
-    for layer_type, rule in LAYER_RULES.items():
-        if type(layer) is layer_type or isinstance(layer, layer_type):
-            return rule
+    rule = LAYER_RULES.get(type(layer))
+    if rule is not None:
+        return rule
     supported = ", ".join(sorted(t.__name__ for t in LAYER_RULES))
     raise PruningError(
         f"cannot prune through layer {layer.name!r} ({type(layer).__name__}): no channel rule "

@@ -333,6 +333,6 @@ def run_stage(context: StageContext) -> dict[str, Any]:
 
 
 STAGE = Stage(
-    name="pruned", version=1, sections=("prune", "student"), upstream=("student", "teacher"),
-    run=run_stage, headline=headline,
+    name="pruned", version=1, sections=("prune", "student", "distribute"),
+    upstream=("student", "teacher"), run=run_stage, headline=headline, trains=True,
 )

@@ -24,7 +24,9 @@ The device filesystem: commands run in a real `/bin/sh` on this machine (so `mkt
 `sha256sum`, `taskset`, `chmod`, `rm` are the real tools), and every --map DEVICE=HOST pair
 (e.g. /data/local/tmp=/tmp/x/device) maps a device folder onto a host folder: the device path
 is rewritten to the host path in shell command lines and sync paths, and back in shell output,
-so the client only ever sees device paths.
+so the client only ever sees device paths. The mapping is textual: a command that assembles
+a device path from pieces (`cd /data/local; ls tmp`) escapes it, and commands run with this
+machine's user and tools, not Android's toybox.
 
     python3 fake_adbd.py --map /data/local/tmp=/tmp/sandbox   # prints "READY <port>"
 """

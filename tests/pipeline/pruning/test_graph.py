@@ -109,3 +109,13 @@ def test_softmax_group_stays_whole() -> None:
     outputs = keras.layers.Dense(2, name="logits")(x)
     graph = analyse(keras.Model(inputs, outputs))
     assert graph.group_of_producer("hidden").reason == "mix applies softmax across channels"
+
+
+def test_conv_subclass_with_another_kernel_layout_is_refused() -> None:
+    """Conv2DTranspose subclasses Conv2D but stores its kernel as (h, w, out, in)."""
+    inputs = keras.Input((8, 8, 2))
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = keras.layers.Conv2DTranspose(3, 3, name="up")(x)
+    outputs = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x))
+    with pytest.raises(PruningError, match=r"'up' \(Conv2DTranspose\): no channel rule"):
+        analyse(keras.Model(inputs, outputs))

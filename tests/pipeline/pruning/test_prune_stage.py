@@ -17,6 +17,8 @@ from pipeline.stages.prune import run_prune
 from pipeline.tf_env import keras
 from pipeline.training import train_classifier, train_distilled
 
+pytestmark = pytest.mark.slow  # trains tiny models on a few hundred digits
+
 TRAINING = StudentConfig(epochs=2, batch_size=32, early_stopping_patience=0)
 
 

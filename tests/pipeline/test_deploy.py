@@ -1,0 +1,135 @@
+"""End to end on a tiny config: every stage, bundles for the host and the emulated
+Cortex-M4, profiling, budget checks (table and JUnit) and the cross-target report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pipeline.config import load_config
+from pipeline.deploy import build_artifacts, deploy
+from pipeline.errors import ArtifactError
+from pipeline.fsutil import sha256_file
+from pipeline.report import write_reports
+
+TINY = [
+    "teacher.epochs=2", "student.epochs=2", "teacher.width=0.5", "student.width=0.5",
+    "prune.finetune_epochs=1", "data.bundle_samples=40", "profile.runs=5", "profile.warmup=1",
+]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("deploy")
+    config = load_config(overrides=TINY)
+    lines: list[str] = []
+    outcomes = {
+        target: deploy(config, target, build_dir=root / "build", dist_dir=root / "dist",
+                       echo=lines.append)
+        for target in ("host", "mcu")
+    }
+    return {"root": root, "config": config, "outcomes": outcomes, "lines": lines}
+
+
+def _manifest(workspace: dict[str, Any], target: str) -> dict[str, Any]:
+    return json.loads((workspace["root"] / "dist" / target / "manifest.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.qemu_system
+def test_bundles_match_their_manifests(workspace: dict[str, Any]) -> None:
+    for target in ("host", "mcu"):
+        folder = workspace["root"] / "dist" / target
+        manifest = _manifest(workspace, target)
+        listed = {entry["path"]: entry for entry in manifest["files"]}
+        assert "model_int8.tflite" in listed
+        assert listed["model_int8.tflite"]["sha256"] == sha256_file(
+            folder / "model_int8.tflite")
+        assert set(manifest["metrics"]) >= {"teacher", "student", "pruned", "artifacts"}
+        assert manifest["config_fingerprint"] == workspace["config"].fingerprint()
+        assert manifest["dataset"]["name"] == "mnist5k"
+        samples = np.load(folder / "inputs.npz")
+        assert samples["x"].shape == (40, 28, 28, 1) and samples["y"].shape == (40,)
+    mcu_files = {entry["path"] for entry in _manifest(workspace, "mcu")["files"]}
+    assert {"model/model.c", "model/model.h"} <= mcu_files  # the generated C sources
+
+
+@pytest.mark.slow
+@pytest.mark.qemu_system
+def test_device_accuracy_equals_the_validation_of_the_same_samples(
+    workspace: dict[str, Any],
+) -> None:
+    for target, outcome in workspace["outcomes"].items():
+        report = outcome.report
+        artifact = _manifest(workspace, target)["metrics"]["artifacts"]["model_int8.tflite"]
+        assert report["schema"] == "edge-latency-report/1"
+        assert report["accuracy"]["samples"] == 40 == artifact["bundle_samples"]
+        assert report["accuracy"]["top1"] == artifact["bundle_top1"]
+        assert report["accuracy"]["reference_top1"] == artifact["bundle_top1"]
+        on_disk = json.loads((outcome.bundle / "latency_report.json").read_text())
+        assert on_disk == report
+        assert (outcome.bundle / "report.md").read_text().startswith(f"# {target}: ")
+    instructions = workspace["outcomes"]["mcu"].report["instructions"]
+    pruned_macs = _manifest(workspace, "mcu")["metrics"]["pruned"]["macs"]
+    assert instructions["count"] > pruned_macs  # at least one instruction per MAC
+    assert instructions["per_mac"] == pytest.approx(instructions["count"] / pruned_macs, abs=1e-3)
+    assert any("TFLite Micro readiness" in line for line in workspace["lines"])
+
+
+@pytest.mark.slow
+@pytest.mark.qemu_system
+def test_cross_target_report_numbers_equal_the_bundles(workspace: dict[str, Any]) -> None:
+    result = write_reports(workspace["root"] / "dist")
+    document = json.loads(result.json.read_text())
+    assert result.markdown.is_file() and result.html.is_file()
+    assert (workspace["root"] / "dist" / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = json.dumps(document)
+    host_median = workspace["outcomes"]["host"].report["latency_ms"]["median"]
+    assert repr(host_median) in text or str(host_median) in text
+    teacher_top1 = _manifest(workspace, "host")["metrics"]["teacher"]["top1"]
+    assert str(teacher_top1) in text
+
+
+def _cli(*arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pipeline", *arguments], cwd=cwd,
+                          capture_output=True, text=True, check=False)
+
+
+@pytest.mark.slow
+@pytest.mark.qemu_system
+def test_check_passes_breaks_and_speaks_junit(workspace: dict[str, Any]) -> None:
+    dist = str(workspace["root"] / "dist")
+    # The tiny models are not accurate enough for the shipped budget; only latency is tested.
+    passed = _cli("check", "--target", "host", "--dist-dir", dist,
+                  "--set", "target.budget.min_accuracy=0.0", cwd=workspace["root"])
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "PASSED" in passed.stdout
+    broken = _cli("check", "--target", "host", "--dist-dir", dist,
+                  "--set", "target.budget.min_accuracy=0.0",
+                  "--set", "target.budget.latency_ms=0.000001", cwd=workspace["root"])
+    assert broken.returncode == 1
+    assert "BROKEN" in broken.stdout and "latency median" in broken.stdout
+    junit = _cli("check", "--target", "host", "--dist-dir", dist, "--format", "junit",
+                 "--set", "target.budget.min_accuracy=0.0",
+                 "--set", "target.budget.latency_ms=0.000001", cwd=workspace["root"])
+    assert junit.returncode == 1 and 'failures="1"' in junit.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.qemu_system
+def test_a_target_whose_artifact_was_not_exported_is_refused_cleanly(
+    workspace: dict[str, Any],
+) -> None:
+    config = load_config(overrides=TINY + ["export.precisions=fp32"])
+    dist = workspace["root"] / "dist-missing"
+    with pytest.raises(ArtifactError, match="target host runs model_int8.tflite, which the "
+                       "export stage did not produce"):
+        build_artifacts(config, ["host"], build_dir=workspace["root"] / "build", dist_dir=dist,
+                        echo=lambda _: None)
+    assert not dist.exists() or not any(dist.iterdir())  # nothing half-written
