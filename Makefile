@@ -27,8 +27,10 @@ setup: $(VENV)/.installed
 run: setup
 	$(PIPELINE) run --config $(CONFIG) $(SET_ARGS)
 
-deploy: setup $(if $(filter rpi-emu,$(TARGET)),emu-sysroot)
-	$(PIPELINE) deploy --target $(TARGET) --config $(CONFIG) $(SET_ARGS)
+# `make deploy TARGETS="rpi mcu"` profiles a fleet; otherwise TARGET (default host).
+DEPLOY_TARGETS := $(if $(filter command line environment,$(origin TARGETS)),$(TARGETS),$(TARGET))
+deploy: setup $(if $(filter rpi-emu,$(DEPLOY_TARGETS)),emu-sysroot)
+	$(PIPELINE) deploy --targets "$(DEPLOY_TARGETS)" --config $(CONFIG) $(SET_ARGS)
 
 artifacts: setup
 	$(PIPELINE) artifacts --targets "$(TARGETS)" --config $(CONFIG) $(SET_ARGS)

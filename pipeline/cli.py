@@ -57,12 +57,22 @@ def command_artifacts(args: argparse.Namespace) -> int:
 
 
 def command_deploy(args: argparse.Namespace) -> int:
-    from pipeline.deploy import deploy
+    from pipeline.deploy import deploy, deploy_fleet, load_target
+    from pipeline.fleet import device_profiles, format_fleet_summary
 
-    outcome = deploy(_config(args), args.target, build_dir=Path(args.build_dir),
-                     dist_dir=Path(args.dist_dir), force=tuple(args.force or ()))
-    print(f"\nwrote {outcome.bundle}/latency_report.json and report.md")
-    return 0 if outcome.passed else 1
+    config = _config(args)
+    targets = _split_targets(args.targets) if args.targets else [args.target]
+    single = len(targets) == 1 and len(device_profiles(load_target(targets[0], config))) == 1
+    options = {"build_dir": Path(args.build_dir), "dist_dir": Path(args.dist_dir),
+               "force": tuple(args.force or ())}
+    if single:
+        outcome = deploy(config, targets[0], **options)
+        print(f"\nwrote {outcome.bundle}/latency_report.json and report.md")
+        return 0 if outcome.passed else 1
+    outcomes = deploy_fleet(config, targets, **options)
+    print()
+    print(format_fleet_summary(outcomes))
+    return max(outcome.exit_code for outcome in outcomes)
 
 
 def command_profile(args: argparse.Namespace) -> int:
@@ -187,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_options(deploy)
     deploy.add_argument("--target", default="host", help="target profile (default host)")
+    deploy.add_argument("--targets", help='several targets profiled at once, e.g. "rpi mcu"')
     deploy.add_argument("--force", action="append", metavar="STAGE",
                         help="recompute STAGE and everything after it; repeatable")
     deploy.set_defaults(handler=command_deploy)

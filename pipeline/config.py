@@ -113,6 +113,7 @@ class ProfileConfig:
     runs: int = bounded(50, 1, 1_000_000)
     threads: int = bounded(0, 0, 256)  # 0 = the target profile's thread count
     op_profiling: bool = False
+    parallel: int = bounded(4, 1, 64)  # devices profiled at once by a fleet deploy
 
 
 @dataclass(frozen=True)

@@ -182,6 +182,25 @@ def deploy(
     return profile_bundle(config, load_target(target, config), dist_dir, echo)
 
 
+def deploy_fleet(
+    config: PipelineConfig, targets: list[str], *, build_dir: Path, dist_dir: Path,
+    echo: Echo = print, force: tuple[str, ...] = (),
+) -> list[Any]:
+    """Bundles for every target from one training run, then every device profiled
+    concurrently; see pipeline/fleet.py."""
+    from pipeline.fleet import copy_bundle, device_profiles, profile_fleet
+
+    build_artifacts(config, targets, build_dir=build_dir, dist_dir=dist_dir, echo=echo,
+                    force=force)
+    devices = []
+    for target in targets:
+        for device in device_profiles(load_target(target, config)):
+            if device.name != target:
+                copy_bundle(dist_dir, target, device.name)
+            devices.append(device)
+    return profile_fleet(config, devices, dist_dir, echo)
+
+
 def latency_line(report: dict[str, Any]) -> str:
     latency, accuracy = report["latency_ms"], report["accuracy"]
     text = (f"latency    median {_ms(latency['median'])} p90 {_ms(latency['p90'])} "
