@@ -116,7 +116,7 @@ class LatencyReport:
     )
     extra: dict[str, Any] = field(default_factory=dict)
     created: str = field(
-        default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     )
 
     def to_dict(self) -> dict[str, Any]:

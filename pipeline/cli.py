@@ -218,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_options(check)
     check.add_argument("--target", default="host")
-    check.add_argument("--report", help="latency report (default dist/<target>/latency_report.json)")
+    check.add_argument("--report",
+                       help="latency report (default dist/<target>/latency_report.json)")
     check.add_argument("--baseline", help="an earlier latency_report.json to compare with")
     check.add_argument("--max-regression", help="allowed slow-down vs --baseline, e.g. 10%%")
     check.add_argument("--format", choices=("table", "junit"), default="table")

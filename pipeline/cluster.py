@@ -33,7 +33,8 @@ def free_loopback_ports(count: int) -> list[int]:
 
 
 def tf_config(addresses: list[str], index: int) -> str:
-    return json.dumps({"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}})
+    task = {"type": "worker", "index": index}
+    return json.dumps({"cluster": {"worker": addresses}, "task": task})
 
 
 def run_local_cluster(

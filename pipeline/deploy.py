@@ -14,7 +14,7 @@ from pipeline import __version__
 from pipeline.config import PipelineConfig
 from pipeline.errors import ArtifactError
 from pipeline.fsutil import atomic_write_text
-from pipeline.runner import RunResult, Runner
+from pipeline.runner import Runner, RunResult
 from pipeline.stages.validate import ValidateResult
 
 Echo = Callable[[str], None]

@@ -26,3 +26,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> objec
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.outcome = "failed"
         report.longrepr = f"skipped under CI=true, which must run every test: {reason}"
+
+
+# A tiny configuration of the whole flow, trained once per test session and shared by the
+# end-to-end tests (pipeline deploy, device targets): seconds instead of minutes.
+TINY_OVERRIDES = (
+    "teacher.epochs=2", "student.epochs=2", "teacher.width=0.5", "student.width=0.5",
+    "prune.finetune_epochs=1", "data.bundle_samples=40", "profile.runs=5", "profile.warmup=1",
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_build(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """{"config", "overrides", "build_dir", "run"}: every stage of the tiny flow, once."""
+    from pipeline.config import load_config
+    from pipeline.runner import Runner
+
+    config = load_config(overrides=list(TINY_OVERRIDES))
+    build_dir = tmp_path_factory.mktemp("tiny-build")
+    run = Runner(config, build_dir, echo=lambda _: None).run()
+    return {"config": config, "overrides": list(TINY_OVERRIDES), "build_dir": build_dir,
+            "run": run}

@@ -393,3 +393,30 @@ def fake_phone(adb_server: AdbServer, tmp_path: Path):
     yield start
     for device in devices:
         device.stop()
+
+
+# --- a benchmark_model stand-in for the phone tests ------------------------------------
+
+BENCHMARK_MODEL_DATA = Path(__file__).resolve().parent / "data" / "benchmark_model"
+
+
+@pytest.fixture
+def fake_benchmark_model(tmp_path: Path) -> tuple[Path, Path]:
+    """(binary, call log): TEST DOUBLE of benchmark_model, a script run on the fake phone."""
+    log = tmp_path / "benchmark_model_calls.log"
+    binary = tmp_path / "benchmark_model"
+    binary.write_text(f"""#!/bin/sh
+recorded={BENCHMARK_MODEL_DATA / "modern_percentiles.txt"}
+for argument in "$@"; do
+  case "$argument" in
+    --graph=*) graph="${{argument#--graph=}}" ;;
+    --num_threads=13) echo "ERROR: failed to create 13 threads" >&2; exit 1 ;;
+    --enable_op_profiling=true) recorded={BENCHMARK_MODEL_DATA / "op_profiling.txt"} ;;
+  esac
+done
+echo "$* | $(grep Cpus_allowed_list /proc/self/status)" >> {log}
+[ -f "$graph" ] || {{ echo "ERROR: Could not open '$graph'." >&2; exit 1; }}
+cat "$recorded"
+""")
+    binary.chmod(0o755)
+    return binary, log

@@ -38,28 +38,6 @@ SETTINGS = BenchmarkSettings(warmup=3, runs=20, threads=2)
 LEGACY_ADBD = ""  # no features: no shell_v2, so the adapter's exit-code marker is used
 
 
-@pytest.fixture
-def fake_benchmark_model(tmp_path: Path) -> tuple[Path, Path]:
-    """(binary, call log): TEST DOUBLE of benchmark_model, a script run on the fake phone."""
-    log = tmp_path / "benchmark_model_calls.log"
-    binary = tmp_path / "benchmark_model"
-    binary.write_text(f"""#!/bin/sh
-recorded={DATA / "benchmark_model" / "modern_percentiles.txt"}
-for argument in "$@"; do
-  case "$argument" in
-    --graph=*) graph="${{argument#--graph=}}" ;;
-    --num_threads=13) echo "ERROR: failed to create 13 threads" >&2; exit 1 ;;
-    --enable_op_profiling=true) recorded={DATA / "benchmark_model" / "op_profiling.txt"} ;;
-  esac
-done
-echo "$* | $(grep Cpus_allowed_list /proc/self/status)" >> {log}
-[ -f "$graph" ] || {{ echo "ERROR: Could not open '$graph'." >&2; exit 1; }}
-cat "$recorded"
-""")
-    binary.chmod(0o755)
-    return binary, log
-
-
 def phone_profile(binary: Path, serial: str = "", **changes: str):
     """The shipped `phone` profile (device_dir /data/local/tmp) with CPU 0 pinning."""
     overrides = {"connection.taskset_mask": "1", **changes}

@@ -18,23 +18,19 @@ from pipeline.errors import ArtifactError
 from pipeline.fsutil import sha256_file
 from pipeline.report import write_reports
 
-TINY = [
-    "teacher.epochs=2", "student.epochs=2", "teacher.width=0.5", "student.width=0.5",
-    "prune.finetune_epochs=1", "data.bundle_samples=40", "profile.runs=5", "profile.warmup=1",
-]
-
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def workspace(tmp_path_factory: pytest.TempPathFactory, tiny_build: dict) -> dict[str, Any]:
     root = tmp_path_factory.mktemp("deploy")
-    config = load_config(overrides=TINY)
+    config, build_dir = tiny_build["config"], tiny_build["build_dir"]
     lines: list[str] = []
     outcomes = {
-        target: deploy(config, target, build_dir=root / "build", dist_dir=root / "dist",
+        target: deploy(config, target, build_dir=build_dir, dist_dir=root / "dist",
                        echo=lines.append)
         for target in ("host", "mcu")
     }
-    return {"root": root, "config": config, "outcomes": outcomes, "lines": lines}
+    return {"root": root, "config": config, "build_dir": build_dir, "outcomes": outcomes,
+            "lines": lines, "overrides": tiny_build["overrides"]}
 
 
 def _manifest(workspace: dict[str, Any], target: str) -> dict[str, Any]:
@@ -126,10 +122,10 @@ def test_check_passes_breaks_and_speaks_junit(workspace: dict[str, Any]) -> None
 def test_a_target_whose_artifact_was_not_exported_is_refused_cleanly(
     workspace: dict[str, Any],
 ) -> None:
-    config = load_config(overrides=TINY + ["export.precisions=fp32"])
+    config = load_config(overrides=[*workspace["overrides"], "export.precisions=fp32"])
     dist = workspace["root"] / "dist-missing"
     with pytest.raises(ArtifactError, match="target host runs model_int8.tflite, which the "
                        "export stage did not produce"):
-        build_artifacts(config, ["host"], build_dir=workspace["root"] / "build", dist_dir=dist,
+        build_artifacts(config, ["host"], build_dir=workspace["build_dir"], dist_dir=dist,
                         echo=lambda _: None)
     assert not dist.exists() or not any(dist.iterdir())  # nothing half-written

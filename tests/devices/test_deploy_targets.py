@@ -1,0 +1,73 @@
+"""`deploy` end to end for the device targets, on the session's tiny trained flow:
+the Raspberry Pi through a real sshd, the Pi's runtime under qemu-aarch64 (rpi-emu), and
+the phone through the real adb client and server with a device double (see conftest)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from pipeline.deploy import deploy
+
+
+def _with_target_overrides(config, overrides: dict[str, str]):
+    return replace(config, target_overrides=tuple(overrides.items()))
+
+
+def _artifact_record(outcome) -> dict:
+    manifest = json.loads((outcome.bundle / "manifest.json").read_text())
+    return manifest["metrics"]["artifacts"]["model_int8.tflite"]
+
+
+@pytest.mark.slow
+@pytest.mark.sshd
+def test_deploy_rpi_through_a_real_sshd(tiny_build: dict, sshd, tmp_path: Path) -> None:
+    overrides = sshd.overrides(**{"extra.python": json.dumps([sys.executable]),
+                                  "budget.min_accuracy": "0.0"})
+    config = _with_target_overrides(tiny_build["config"], overrides)
+    outcome = deploy(config, "rpi", build_dir=tiny_build["build_dir"], dist_dir=tmp_path,
+                     echo=lambda _: None)
+    report = outcome.report
+    assert report["schema"] == "edge-latency-report/1"
+    assert report["target"]["name"] == "rpi" and report["target"]["adapter"] == "ssh"
+    assert report["runtime"]["threads"] == 4 and report["runs"]["measured"] == 5
+    assert report["accuracy"]["top1"] == _artifact_record(outcome)["bundle_top1"]
+    assert report["accuracy"]["samples"] == 40
+    assert outcome.passed == report["budget"]["passed"]
+
+
+@pytest.mark.slow
+@pytest.mark.qemu_user
+def test_deploy_rpi_emu_is_bit_identical_to_x86(tiny_build: dict, tmp_path: Path) -> None:
+    from devices.emu import build_sysroot
+
+    build_sysroot.build()  # cached under build/emu after the first time
+    config = _with_target_overrides(tiny_build["config"], {"budget.min_accuracy": "0.0"})
+    outcome = deploy(config, "rpi-emu", build_dir=tiny_build["build_dir"], dist_dir=tmp_path,
+                     echo=lambda _: None)
+    report = outcome.report
+    assert report["target"]["emulated"] is True
+    assert report["extra"]["bit_identical_to_host"] is True
+    assert report["accuracy"]["top1"] == _artifact_record(outcome)["bundle_top1"]
+    assert report["extra"]["cpu"]["machine"] == "aarch64"
+
+
+@pytest.mark.slow
+@pytest.mark.adb
+def test_deploy_phone_through_real_adb(tiny_build: dict, fake_phone, fake_benchmark_model,
+                                       monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    phone = fake_phone()
+    monkeypatch.setenv("ADB_SERIAL", phone.serial)
+    binary, _ = fake_benchmark_model
+    monkeypatch.setenv("BENCHMARK_MODEL", str(binary))
+    config = _with_target_overrides(tiny_build["config"], {"connection.taskset_mask": "1"})
+    outcome = deploy(config, "phone", build_dir=tiny_build["build_dir"], dist_dir=tmp_path,
+                     echo=lambda _: None)
+    report = outcome.report
+    assert report["target"]["adapter"] == "adb"
+    assert report["latency_ms"]["median"] is not None and report["latency_ms"]["median"] > 0
+    assert report["accuracy"]["reference_top1"] == _artifact_record(outcome)["bundle_top1"]
