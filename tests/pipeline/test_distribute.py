@@ -16,7 +16,7 @@ from pipeline.runner import Runner
 from pipeline.stage import load_model
 from pipeline.training import top1
 
-COMMON = ["teacher.epochs=4", "student.epochs=4", "teacher.width=0.5",
+COMMON = ["teacher.epochs=4", "student.epochs=6", "teacher.width=0.5",
           "teacher.early_stopping_patience=0", "student.early_stopping_patience=0"]
 
 
@@ -67,4 +67,4 @@ def test_two_local_workers_distill_like_one_process(tmp_path: Path) -> None:
     dataset = single.dataset
     saved_top1 = top1(load_model(chief_entries[0]), dataset.x_test, dataset.y_test)
     assert saved_top1 == record["top1"]
-    assert abs(record["top1"] - single.record("student")["top1"]) <= 0.01
+    assert abs(record["top1"] - single.record("student")["top1"]) <= 0.01 + 1e-9  # 1 point
