@@ -79,17 +79,13 @@ def _runner_error(stderr: str) -> dict | None:
 
 
 def bundle_files(bundle: Bundle) -> dict[str, Path]:
-    """The files a device needs: artifact and inputs, checked against the manifest."""
+    """The files a device needs: artifact and inputs (their checksums were verified against
+    the manifest by devices.profiling before deploy)."""
     files = {bundle.artifact: bundle.artifact_path, "inputs.npz": bundle.inputs_path}
     for name, path in files.items():
         if not path.is_file():
             raise ArtifactError(f"bundle {bundle.root} has no {name} (hint: build it with "
                                 "`make artifacts TARGETS=...` for this target)")
-    expected = _manifest_hashes(bundle)
-    for name, path in files.items():
-        if name in expected and sha256_file(path) != expected[name]:
-            raise ArtifactError(f"{path} does not match the sha256 in {bundle.manifest_path} "
-                                "(hint: the bundle was modified; rebuild it)")
     return files
 
 
@@ -101,11 +97,6 @@ def read_manifest(bundle: Bundle) -> dict:
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{bundle.manifest_path} is not valid JSON: {exc} "
                             "(hint: rebuild the bundle)") from exc
-
-
-def _manifest_hashes(bundle: Bundle) -> dict[str, str]:
-    return {entry["path"]: entry["sha256"] for entry in read_manifest(bundle).get("files", [])
-            if isinstance(entry, dict) and "path" in entry and "sha256" in entry}
 
 
 def reference_top1(bundle: Bundle) -> float | None:

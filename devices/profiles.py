@@ -103,7 +103,7 @@ def _apply_override(document: dict, key: str, value: str, label: str) -> None:
     if not field_name or section not in ("artifact", "runtime", "connection", "budget", "extra"):
         raise ConfigError(f"{label}: cannot override {key!r}; expected section.key with "
                           "section one of artifact, runtime, connection, budget, extra "
-                          "(hint: --set connection.host=10.0.0.5)")
+                          "(hint: --set target.connection.host=10.0.0.5)")
     table = document.setdefault(section, {})
     table[field_name] = _parse_value(value) if not isinstance(table.get(field_name), str) \
         else value

@@ -11,6 +11,7 @@ from pathlib import Path
 from devices.base import BenchmarkSettings, Bundle, DeviceError, TargetProfile
 from devices.budget import evaluate_budget
 from devices.registry import create_adapter
+from pipeline.bundle import verify_bundle
 from pipeline.errors import ArtifactError
 from pipeline.fsutil import atomic_write_json
 
@@ -37,6 +38,7 @@ def profile_target(profile: TargetProfile, bundle_root: Path,
         raise ArtifactError(f"{profile.name}: {bundle.artifact_path} does not exist; the "
                             f"target runs {profile.artifact_file} (hint: `make artifacts "
                             f"TARGETS={profile.name}` builds the bundle)")
+    verify_bundle(bundle.root)  # what goes to the device is what the manifest lists
     adapter = create_adapter(profile)
     try:
         adapter.check()

@@ -133,7 +133,7 @@ class SshTransport:
     def __init__(self, settings: SshSettings, where: str) -> None:
         if not settings.host:
             raise DeviceError(f"{where}: no device host configured (hint: set RPI_HOST=<address> "
-                              "or --set connection.host=<address>)")
+                              "or --set target.connection.host=<address>)")
         self.settings = settings
         self.where = where
 

@@ -165,9 +165,13 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise ArtifactError(f"{path} is not valid JSON: {exc} (hint: rebuild the bundle)") from exc
 
 
-def verify_bundle(folder: Path) -> None:
+# Written into the bundle by profiling, after the manifest: not part of what ships.
+PROFILE_OUTPUTS = ("latency_report.json", "report.md")
+
+
+def verify_bundle(folder: Path, ignore: tuple[str, ...] = PROFILE_OUTPUTS) -> None:
     """ArtifactError unless every file matches the manifest's sha256 and size, and no file
-    sits in the bundle without being listed."""
+    (but the profiling outputs) sits in the bundle without being listed."""
     folder = Path(folder)
     listed = {record["path"]: record for record in read_manifest(folder).get("files", [])}
     problems = []
@@ -183,7 +187,7 @@ def verify_bundle(folder: Path) -> None:
             problems.append(f"{relative} has sha256 {sha256_file(path)[:12]}..., expected "
                             f"{record['sha256'][:12]}...")
     present = {r["path"] for r in _file_records(folder)}
-    unlisted = sorted(present - set(listed))
+    unlisted = sorted(present - set(listed) - set(ignore))
     problems += [f"{extra} is not listed in the manifest" for extra in unlisted]
     if problems:
         raise ArtifactError(

@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pipeline import __version__
 from pipeline.config import PipelineConfig, load_config
-from pipeline.errors import PipelineError
+from pipeline.errors import ConfigError, PipelineError
 
 Command = Callable[[argparse.Namespace], int]
 
 
+def environment_overrides() -> list[str]:
+    """`make … SET="a.b=1 c.d=2"` arrives as EDGE_SET, split on whitespace only (no shell
+    parsing, so quotes inside values such as JSON lists survive)."""
+    return os.environ.get("EDGE_SET", "").split()
+
+
 def _config(args: argparse.Namespace) -> PipelineConfig:
-    return load_config(args.config, args.set or [])
+    return load_config(args.config, environment_overrides() + (args.set or []))
 
 
 def command_run(args: argparse.Namespace) -> int:
@@ -41,7 +48,7 @@ def command_cluster(args: argparse.Namespace) -> int:
     for outcome in outcomes:
         role = "chief " if outcome.index == 0 else "worker"
         print(f"{role} {outcome.index}: exit {outcome.returncode}  log {outcome.log}")
-    return max(outcome.returncode for outcome in outcomes)
+    return 0 if all(outcome.returncode == 0 for outcome in outcomes) else 1
 
 
 def _split_targets(text: str) -> list[str]:
@@ -85,15 +92,18 @@ def command_profile(args: argparse.Namespace) -> int:
 
 def command_check(args: argparse.Namespace) -> int:
     from devices.budget import check_report_file, format_check_table
-    from pipeline.deploy import load_target
+    from devices.profiles import load_profile  # not pipeline.deploy: no TensorFlow here
 
     config = _config(args)
-    profile = load_target(args.target, config)
+    profile = load_profile(args.target, overrides=dict(config.target_overrides))
     report = Path(args.report) if args.report else Path(args.dist_dir) / args.target / (
         "latency_report.json"
     )
     result = check_report_file(report, profile, Path(args.baseline) if args.baseline else None,
                                args.max_regression)
+    if result.target != profile.name:
+        raise ConfigError(f"{report} is target {result.target!r}'s report, not {profile.name!r}'s "
+                          f"(hint: pass --target {result.target} or the right --report)")
     if args.format == "junit":
         from pipeline.junit import to_junit
 

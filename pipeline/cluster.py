@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,14 +56,21 @@ def run_local_cluster(
             processes.append((index, log, subprocess.Popen(
                 command, env=environment, stdout=handle, stderr=subprocess.STDOUT,
             )))
-    outcomes = []
     try:
-        for index, log, process in processes:
-            outcomes.append(WorkerOutcome(index, process.wait(timeout=timeout_s), log))
-    except subprocess.TimeoutExpired as exc:
-        raise StageError(f"local cluster did not finish within {timeout_s:.0f}s") from exc
+        _wait_all_or_first_failure([process for _, _, process in processes], timeout_s)
     finally:
-        for _, _, process in processes:
-            if process.poll() is None:
+        for _, _, process in processes:  # a dead worker leaves the others hanging in
+            if process.poll() is None:   # collective ops: stop them
                 process.kill()
-    return outcomes
+                process.wait()
+    return [WorkerOutcome(index, process.returncode, log) for index, log, process in processes]
+
+
+def _wait_all_or_first_failure(processes: list[subprocess.Popen], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while any(process.poll() is None for process in processes):
+        if any(process.poll() not in (None, 0) for process in processes):
+            return
+        if time.monotonic() > deadline:
+            raise StageError(f"local cluster did not finish within {timeout_s:.0f}s")
+        time.sleep(0.5)

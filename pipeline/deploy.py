@@ -127,11 +127,15 @@ def build_artifacts(
     config: PipelineConfig, targets: list[str], *, build_dir: Path, dist_dir: Path,
     echo: Echo = print, force: tuple[str, ...] = (),
 ) -> dict[str, Path]:
+    from pipeline.distribute import cluster_role
     from pipeline.summary import stage_summary
 
     profiles = [load_target(name, config) for name in targets]  # fail fast on a bad name
     run = Runner(config, build_dir, force=force, echo=echo).run()
     echo("\n" + stage_summary({name: o.record for name, o in run.outcomes.items()}) + "\n")
+    if not cluster_role().is_chief:
+        echo("bundle     skipped: only the cluster's chief writes dist/")
+        return {}
     bundles = {}
     for profile in profiles:
         bundles[profile.name] = write_target_bundle(profile, run, config, dist_dir)

@@ -91,6 +91,10 @@ def profile_fleet(
             device_echo(f"FAILED: {error}")
             return DeviceOutcome(profile.name, False, error.exit_code, None, str(error),
                                  started, time.time())
+        except Exception as error:  # noqa: BLE001 - one device must not sink the fleet
+            message = f"unexpected {type(error).__name__}: {error}"
+            device_echo(f"FAILED: {message}")
+            return DeviceOutcome(profile.name, False, 3, None, message, started, time.time())
 
     workers = max(1, min(config.profile.parallel, len(profiles)))
     with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -67,6 +67,8 @@ class Runner:
         return cache_key(stage.name, stage.version, sections, upstream)
 
     def run(self, until: str | None = None) -> RunResult:
+        if until is not None:
+            flow.check_stage_name(until, [stage.name for stage in self.stages])
         started = time.perf_counter()
         self.strategy = strategy_for(self.config.distribute)  # before any other TF op
         dataset = load_dataset(self.config.data)
