@@ -16,7 +16,7 @@ from pipeline.cache import CacheEntry, StageCache, cache_key
 from pipeline.config import PipelineConfig, section_to_dict
 from pipeline.data import Dataset, load_dataset
 from pipeline.distribute import cluster_role, strategy_for
-from pipeline.errors import CacheError
+from pipeline.errors import CacheError, ConfigError
 from pipeline.stage import Stage, StageContext
 
 
@@ -40,6 +40,16 @@ class RunResult:
 
     def record(self, stage: str) -> dict[str, Any]:
         return self.outcomes[stage].record
+
+
+def check_model_names(config: PipelineConfig) -> None:
+    from models import list_models
+
+    for section in ("teacher", "student"):
+        name = config.section(section).model
+        if name not in list_models():
+            raise ConfigError(f"{section}.model = {name!r} is not in the model zoo; expected one "
+                              f"of {', '.join(list_models())}")
 
 
 class Runner:
@@ -69,6 +79,7 @@ class Runner:
     def run(self, until: str | None = None) -> RunResult:
         if until is not None:
             flow.check_stage_name(until, [stage.name for stage in self.stages])
+        check_model_names(self.config)  # before hours of teacher training, not after
         started = time.perf_counter()
         self.strategy = strategy_for(self.config.distribute)  # before any other TF op
         dataset = load_dataset(self.config.data)

@@ -13,7 +13,8 @@ from pipeline.cache import StageCache, cache_key
 from pipeline.config import load_config
 from pipeline.errors import ConfigError
 from pipeline.runner import Runner
-from pipeline.stage import Stage, StageContext
+from pipeline.stage import Stage, StageContext, load_model
+from pipeline.training import top1
 
 TINY = ["teacher.epochs=1", "student.epochs=1", "teacher.width=0.25", "student.width=0.25",
         "data.name=digits", "teacher.model=ds_student", "student.model=ds_student"]
@@ -135,10 +136,22 @@ def test_real_teacher_and_student_stages_cache_their_models(tmp_path: Path) -> N
     lines: list[str] = []
     first = Runner(config, tmp_path, echo=lines.append).run(until="student")
     teacher, student = first.record("teacher"), first.record("student")
-    assert teacher["epochs_run"] == 1 and 0.0 <= teacher["top1"] <= 1.0
-    assert student["params"] < teacher["params"] or teacher["params"] == student["params"]
+    assert teacher["epochs_run"] == 1
+    saved_teacher = load_model(first.outcomes["teacher"].entry.path)
+    assert top1(saved_teacher, first.dataset.x_test, first.dataset.y_test) == teacher["top1"]
+    assert student["params"] == teacher["params"]  # the same zoo model at the same width
     assert student["scratch"]["epochs_run"] == 1 and student["temperature"] == 4.0
     assert (first.outcomes["student"].entry.path / "model.keras").stat().st_size == student["bytes"]
     second = Runner(config, tmp_path, echo=lines.append).run(until="student")
     assert all(o.cache_hit for o in second.outcomes.values())
     assert second.record("student") == student
+
+
+def test_unknown_model_and_stage_names_stop_before_any_training(tmp_path: Path) -> None:
+    config = load_config(overrides=["data.name=digits", "student.model=mobilenet"])
+    with pytest.raises(ConfigError, match="student.model = 'mobilenet' is not in the model zoo"):
+        Runner(config, tmp_path, echo=lambda _: None).run()
+    with pytest.raises(ConfigError, match="unknown stage 'studnet'"):
+        Runner(load_config(overrides=["data.name=digits"]), tmp_path,
+               echo=lambda _: None).run(until="studnet")
+    assert not (tmp_path / "cache").exists()
