@@ -21,6 +21,7 @@ Echo = Callable[[str], None]
 METRIC_KEYS = ("model", "top1", "params", "macs", "bytes", "wall_time_s", "epochs_run",
                "history", "distribute")
 PRUNED_KEYS = METRIC_KEYS + ("top1_before_finetune", "top1_before_pruning", "method",
+                             "params_before", "macs_before", "bytes_before",
                              "criterion", "finetune", "source", "mac_ratio", "layer_channels",
                              "sparsity", "gzip_bytes_before", "gzip_bytes_after")
 

@@ -448,10 +448,17 @@ def render_markdown(document: dict[str, Any], plot_files: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def _dataset_text(dataset: Any) -> str:
+    if not isinstance(dataset, dict):
+        return str(dataset)
+    return (f"{dataset.get('name')} ({dataset.get('train')} train / {dataset.get('validation')} "
+            f"validation / {dataset.get('test')} test)")
+
+
 def _summary_line(document: dict[str, Any]) -> str:
     names = ", ".join(t["name"] for t in document["targets"])
     profiled = sum(1 for t in document["targets"] if t["profiled"])
-    datasets = sorted({str(t.get("dataset")) for t in document["targets"]})
+    datasets = sorted({_dataset_text(t.get("dataset")) for t in document["targets"]})
     return (f"{len(document['targets'])} bundle(s) in dist/ ({names}), {profiled} profiled; "
             f"dataset {', '.join(datasets)}; generated {document['created']}.")
 

@@ -329,6 +329,7 @@ def run_stage(context: StageContext) -> dict[str, Any]:
     )
     record = result.to_dict()
     record["source"] = section.source
+    record["model"] = context.config.section(section.source).model
     return record
 
 
