@@ -20,7 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import canonical_json
-from pipeline.fsutil import atomic_directory, atomic_write_json, sha256_file
+from pipeline.fsutil import (
+    atomic_directory,
+    atomic_write_json,
+    remove_dead_scratch,
+    sha256_file,
+)
 
 ENTRY_FILE = "entry.json"
 log = logging.getLogger("pipeline.cache")
@@ -49,6 +54,8 @@ class StageCache:
     def lookup(self, stage: str, key: str, warn: Callable[[str], None] = log.warning
                ) -> CacheEntry | None:
         path = self.entry_path(stage, key)
+        for leftover in remove_dead_scratch(path.parent):
+            warn(f"removed {leftover.name}: a half-written {stage} entry of a killed run")
         if not path.is_dir():
             return None
         problem = _verify(path)

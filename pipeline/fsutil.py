@@ -56,7 +56,8 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    prefix = f".{final.name}.pid{os.getpid()}."  # lets a later run spot a dead writer's folder
+    temp = Path(tempfile.mkdtemp(dir=final.parent, prefix=prefix, suffix=".tmp"))
     try:
         yield temp
         if final.exists():
@@ -69,6 +70,28 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
+
+
+def remove_dead_scratch(folder: Path) -> list[Path]:
+    """Delete the temp folders atomic_directory left behind when its process was killed
+    (SIGKILL, power loss); folders of live processes are kept."""
+    removed = []
+    for path in Path(folder).glob(".*.pid*.tmp"):
+        pid_text = path.name.rsplit(".pid", 1)[1].split(".", 1)[0]
+        if pid_text.isdigit() and not _process_alive(int(pid_text)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def sha256_file(path: Path) -> str:

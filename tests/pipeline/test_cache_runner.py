@@ -155,3 +155,36 @@ def test_unknown_model_and_stage_names_stop_before_any_training(tmp_path: Path) 
         Runner(load_config(overrides=["data.name=digits"]), tmp_path,
                echo=lambda _: None).run(until="studnet")
     assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.slow
+def test_a_run_killed_with_sigkill_resumes_after_its_last_finished_stage(tmp_path: Path) -> None:
+    """A real `python -m pipeline run`, killed (SIGKILL: no cleanup code runs) while the
+    student trains; the next run serves the teacher from the cache and removes the dead
+    run's half-written student folder."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    arguments = [sys.executable, "-m", "pipeline", "run", "--build-dir", str(tmp_path),
+                 "--until", "student"]
+    arguments += [part for item in TINY + ["student.epochs=50"] for part in ("--set", item)]
+    process = subprocess.Popen(arguments, stdout=subprocess.PIPE, text=True)
+    for line in process.stdout:
+        if line.startswith("student    running"):
+            time.sleep(3)  # into the student's training
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    student_dir = tmp_path / "cache" / "student"
+    assert [p.name for p in student_dir.iterdir()][0].startswith(".")  # only the dead scratch
+    assert len(list((tmp_path / "cache" / "teacher").iterdir())) == 1  # the sealed teacher
+
+    lines: list[str] = []
+    config = load_config(overrides=TINY + ["student.epochs=1"])
+    result = Runner(config, tmp_path, echo=lines.append).run(until="student")
+    assert result.outcomes["teacher"].cache_hit and not result.outcomes["student"].cache_hit
+    assert any("half-written student entry of a killed run" in line for line in lines)
+    assert all(not p.name.startswith(".") for p in student_dir.iterdir())
