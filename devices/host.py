@@ -21,6 +21,7 @@ from devices.base import (
     LatencyReport,
     TargetProfile,
 )
+from pipeline.bundle import read_manifest
 from pipeline.errors import ArtifactError
 from pipeline.fsutil import sha256_file
 
@@ -89,20 +90,10 @@ def bundle_files(bundle: Bundle) -> dict[str, Path]:
     return files
 
 
-def read_manifest(bundle: Bundle) -> dict:
-    if not bundle.manifest_path.is_file():
-        return {}
-    try:
-        return json.loads(bundle.manifest_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{bundle.manifest_path} is not valid JSON: {exc} "
-                            "(hint: rebuild the bundle)") from exc
-
-
 def reference_top1(bundle: Bundle) -> float | None:
     """The validation stage's accuracy of this artifact, from the manifest: on exactly the
     bundled samples when the bundle records it (`bundle_top1`), else on the test split."""
-    artifacts = (read_manifest(bundle).get("metrics") or {}).get("artifacts") or {}
+    artifacts = (read_manifest(bundle.root).get("metrics") or {}).get("artifacts") or {}
     record = artifacts.get(bundle.artifact) or {}
     return record.get("bundle_top1", record.get("top1"))
 
