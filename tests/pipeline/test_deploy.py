@@ -66,11 +66,19 @@ def test_device_accuracy_equals_the_validation_of_the_same_samples(
         artifact = _manifest(workspace, target)["metrics"]["artifacts"]["model_int8.tflite"]
         assert report["schema"] == "edge-latency-report/1"
         assert report["accuracy"]["samples"] == 40 == artifact["bundle_samples"]
-        assert report["accuracy"]["top1"] == artifact["bundle_top1"]
-        assert report["accuracy"]["reference_top1"] == artifact["bundle_top1"]
         on_disk = json.loads((outcome.bundle / "latency_report.json").read_text())
         assert on_disk == report
         assert (outcome.bundle / "report.md").read_text().startswith(f"# {target}: ")
+    # The host runs the validation's runtime (LiteRT's optimised kernels): the same top-1.
+    host = workspace["outcomes"]["host"].report
+    host_artifact = _manifest(workspace, "host")["metrics"]["artifacts"]["model_int8.tflite"]
+    assert host["accuracy"]["top1"] == host_artifact["bundle_top1"]
+    assert host["accuracy"]["reference_top1"] == host_artifact["bundle_top1"]
+    # The microcontroller's C kernels are bit-exact with LiteRT's *reference* kernels, which
+    # may round a near-tie differently from the optimised ones: its reference is those.
+    mcu = workspace["outcomes"]["mcu"].report
+    assert mcu["extra"]["bit_exactness"]["mismatches"] == 0
+    assert mcu["accuracy"]["top1"] == mcu["accuracy"]["reference_top1"]
     instructions = workspace["outcomes"]["mcu"].report["instructions"]
     pruned_macs = _manifest(workspace, "mcu")["metrics"]["pruned"]["macs"]
     assert instructions["count"] > pruned_macs  # at least one instruction per MAC
