@@ -157,8 +157,9 @@ def profile_bundle(
     bundle = Path(dist_dir) / profile.name
     if profile.adapter in PRE_PROFILE_NOTES:
         echo(PRE_PROFILE_NOTES[profile.adapter](bundle / profile.artifact_file, profile))
-    echo(f"profile    {profile.name} via {profile.adapter} ({profile.artifact_file}, "
-         f"{settings.threads} thread(s), {settings.warmup} warm-up + {settings.runs} runs)")
+    runs = (f"{settings.threads} thread(s), {settings.warmup} warm-up + {settings.runs} runs"
+            if profile.adapter not in PRE_PROFILE_NOTES else "every bundled sample once")
+    echo(f"profile    {profile.name} via {profile.adapter} ({profile.artifact_file}, {runs})")
     report = profile_target(profile, bundle, settings)
     check = evaluate_budget(report, profile.budget)
     table = format_check_table(check)
@@ -175,6 +176,8 @@ def _mcu_readiness(artifact: Path, profile: TargetProfile) -> str:
     return analyse(artifact, budget.flash_kb, budget.ram_kb).to_text()
 
 
+# Microcontroller adapters: print the readiness report first; they run each bundled sample
+# once (instruction counts are exact, so warm-up and repeated runs do not apply).
 PRE_PROFILE_NOTES: dict[str, Callable[[Path, TargetProfile], str]] = {
     "mcu-qemu": _mcu_readiness,
     "mcu-serial": _mcu_readiness,
