@@ -19,7 +19,7 @@ def run_distill(context: StageContext) -> dict[str, Any]:
     section, dataset = context.config.student, context.dataset
     seed = context.config.data.seed
     teacher = load_model(context.upstream["teacher"].path)
-    student = build_for(section, dataset)
+    student = build_for(section, dataset, seed=seed)
     history = train_distilled(student, teacher, dataset, section, seed=seed)
     path = save_model(student, context.out_dir)
     distribute = describe(context.config.distribute, section.batch_size)
@@ -37,7 +37,7 @@ def run_distill(context: StageContext) -> dict[str, Any]:
 
 def _train_scratch(context: StageContext, out_dir: Path) -> dict[str, Any]:
     section, dataset = context.config.student, context.dataset
-    model = build_for(section, dataset)
+    model = build_for(section, dataset, seed=context.config.data.seed)
     history = train_classifier(model, dataset, section, seed=context.config.data.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = save_model(model, out_dir)

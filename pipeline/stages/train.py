@@ -10,7 +10,7 @@ from models.complexity import count_macs, count_params
 from pipeline.data import Dataset
 from pipeline.distribute import describe
 from pipeline.stage import Stage, StageContext, save_model, top1_headline
-from pipeline.training import TrainingHistory, top1, train_classifier
+from pipeline.training import TrainingHistory, seed_everything, top1, train_classifier
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,10 @@ class TrainResult:
         return asdict(self)
 
 
-def build_for(section: Any, dataset: Dataset) -> Any:
+def build_for(section: Any, dataset: Dataset, seed: int | None = None) -> Any:
+    """The section's zoo model; with `seed`, its initial weights are reproducible."""
+    if seed is not None:
+        seed_everything(seed)
     options: dict[str, Any] = {"width": section.width}
     if section.model.startswith("seed_"):
         options["batch_norm"] = section.batch_norm
@@ -50,7 +53,7 @@ def result_for(
 
 def run_teacher(context: StageContext) -> dict[str, Any]:
     section = context.config.teacher
-    model = build_for(section, context.dataset)
+    model = build_for(section, context.dataset, seed=context.config.data.seed)
     history = train_classifier(model, context.dataset, section, seed=context.config.data.seed)
     path = save_model(model, context.out_dir)
     return result_for(

@@ -188,3 +188,16 @@ def test_a_run_killed_with_sigkill_resumes_after_its_last_finished_stage(tmp_pat
     assert result.outcomes["teacher"].cache_hit and not result.outcomes["student"].cache_hit
     assert any("half-written student entry of a killed run" in line for line in lines)
     assert all(not p.name.startswith(".") for p in student_dir.iterdir())
+
+
+@pytest.mark.slow
+def test_same_config_same_model_run_after_run(tmp_path: Path) -> None:
+    """Fixed seeds plus TensorFlow's op determinism: two cold runs train identical models."""
+    config = load_config(overrides=TINY)
+    first = Runner(config, tmp_path / "a", echo=lambda _: None).run(until="teacher")
+    second = Runner(config, tmp_path / "b", echo=lambda _: None).run(until="teacher")
+    one, two = first.record("teacher"), second.record("teacher")
+    assert one["history"] == two["history"] and one["top1"] == two["top1"]
+    weights_one = load_model(first.outcomes["teacher"].entry.path).get_weights()
+    weights_two = load_model(second.outcomes["teacher"].entry.path).get_weights()
+    assert all((a == b).all() for a, b in zip(weights_one, weights_two))
