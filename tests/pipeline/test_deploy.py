@@ -77,8 +77,11 @@ def test_device_accuracy_equals_the_validation_of_the_same_samples(
     # The microcontroller's C kernels are bit-exact with LiteRT's *reference* kernels, which
     # may round a near-tie differently from the optimised ones: its reference is those.
     mcu = workspace["outcomes"]["mcu"].report
+    mcu_artifact = _manifest(workspace, "mcu")["metrics"]["artifacts"]["model_int8.tflite"]
     assert mcu["extra"]["bit_exactness"]["mismatches"] == 0
+    assert mcu_artifact["bundle_kernels"] == "reference"
     assert mcu["accuracy"]["top1"] == mcu["accuracy"]["reference_top1"]
+    assert mcu["accuracy"]["top1"] == mcu_artifact["bundle_top1"]
     instructions = workspace["outcomes"]["mcu"].report["instructions"]
     pruned_macs = _manifest(workspace, "mcu")["metrics"]["pruned"]["macs"]
     assert instructions["count"] > pruned_macs  # at least one instruction per MAC
