@@ -16,6 +16,7 @@ from typing import Any
 
 from devices.base import Budget, TargetProfile
 from devices.registry import list_adapters
+from pipeline.config import parse_value
 from pipeline.errors import ConfigError
 
 PROFILE_DIR = Path(__file__).resolve().parent / "targets"
@@ -105,18 +106,8 @@ def _apply_override(document: dict, key: str, value: str, label: str) -> None:
                           "section one of artifact, runtime, connection, budget, extra "
                           "(hint: --set target.connection.host=10.0.0.5)")
     table = document.setdefault(section, {})
-    table[field_name] = _parse_value(value) if not isinstance(table.get(field_name), str) \
+    table[field_name] = parse_value(value) if not isinstance(table.get(field_name), str) \
         else value
-
-
-def _parse_value(text: str) -> Any:
-    """A TOML literal when the text is one (`4`, `2.5`, `true`, `["a"]`), else the text."""
-    if not isinstance(text, str):
-        return text
-    try:
-        return tomllib.loads(f"value = {text}")["value"]
-    except tomllib.TOMLDecodeError:
-        return text
 
 
 def _coerce_like(current: Any, text: str, source: str, label: str) -> Any:

@@ -174,7 +174,7 @@ def load_config(
         if section_name == "target":
             target_overrides.append((field_name, value))
             continue
-        raw.setdefault(section_name, {})[field_name] = _parse_value(value)
+        raw.setdefault(section_name, {})[field_name] = parse_value(value)
     return build_config(raw, tuple(target_overrides))
 
 
@@ -276,8 +276,10 @@ def _split_override(item: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
-def _parse_value(text: str) -> Any:
-    """TOML syntax when it parses (numbers, booleans, lists, quoted strings), else a string."""
+def parse_value(text: Any) -> Any:
+    """A TOML literal when the text is one (`4`, `2.5`, `true`, `["a"]`), else the text."""
+    if not isinstance(text, str):
+        return text
     try:
         return tomllib.loads(f"value = {text}")["value"]
     except tomllib.TOMLDecodeError:

@@ -19,8 +19,8 @@ from devices.mcu.emitters import EMITTERS, EmitContext, EmittedOp
 from devices.mcu.graph import Graph, load_graph
 from devices.mcu.memory_plan import MemoryPlan, plan_memory
 from devices.mcu.ops import graph_macs
-from devices.mcu.quantization import quantize_input
 from devices.mcu.readiness import analyse_graph, require_ready
+from devices.runtimes import quantize_input
 from pipeline.errors import ArtifactError
 from pipeline.fsutil import atomic_directory
 
@@ -147,7 +147,7 @@ def _samples(inputs: np.ndarray, source: Any) -> np.ndarray:
     array = np.asarray(inputs)
     per_sample = int(np.prod(source.shape[1:])) if len(source.shape) > 1 else source.elements
     if array.dtype != np.int8:
-        array = quantize_input(array.astype(np.float32), source.scale, source.zero_point)
+        array = quantize_input(array.astype(np.float32), source.scale, source.zero_point, np.int8)
     if array.size % per_sample:
         raise ArtifactError(
             f"samples of shape {array.shape} do not divide into model inputs of shape "

@@ -12,9 +12,9 @@ import numpy as np
 from devices.base import Bundle, DeviceError, TargetProfile
 from devices.mcu.codegen import GeneratedSources, generate_sources
 from devices.mcu.qemu_runner import run_firmware
-from devices.mcu.quantization import quantize_input
 from devices.mcu.readiness import ReadinessReport, analyse, require_ready
 from devices.mcu.toolchain import HERE, Firmware, build_firmware, compile_elf
+from devices.runtimes import quantize_input
 from pipeline.errors import DataError
 from pipeline.fsutil import sha256_file
 
@@ -70,7 +70,7 @@ def prepare(profile: TargetProfile, bundle: Bundle, work_dir: Path, *,
         simd=bool(profile.extra.get("simd", True)), wait_for_start=wait_for_start,
         semihosting_exit=semihosting_exit,
     )
-    quantized = quantize_input(x, generated.input_scale, generated.input_zero_point)
+    quantized = quantize_input(x, generated.input_scale, generated.input_zero_point, np.int8)
     return PreparedFirmware(tflite, readiness, generated, firmware, x, y,
                             quantized.reshape(len(x), -1))
 

@@ -126,7 +126,3 @@ def add_parameters(input1: Tensor, input2: Tensor, output: Tensor) -> dict[str, 
         "output_shift": output_shift,
     }
 
-
-def quantize_input(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """The runtime contract: q = clip(round(x / scale) + zero_point, -128, 127)."""
-    return np.clip(np.round(x / scale) + zero_point, -128, 127).astype(np.int8)

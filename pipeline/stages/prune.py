@@ -28,7 +28,7 @@ from pipeline.pruning.channel import prune_channels
 from pipeline.pruning.recalibration import recalibrate_batch_norm
 from pipeline.pruning.retraining import RetrainSettings, retrain
 from pipeline.pruning.slimming import add_slimming_penalty
-from pipeline.stage import MODEL_FILE, Stage, StageContext, load_model
+from pipeline.stage import MODEL_FILE, Stage, StageContext, load_model, uncompiled_copy
 from pipeline.tf_env import keras
 from pipeline.training import top1
 
@@ -110,12 +110,6 @@ def _settings(inputs: StageInputs, epochs: int, callbacks: tuple[Any, ...] = ())
                            callbacks)
 
 
-def _copy(model: Any) -> Any:
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    return clone
-
-
 def _none(inputs: StageInputs) -> MethodOutcome:
     return MethodOutcome(
         model=inputs.student, top1_before_finetune=_test_top1(inputs.student, inputs.data),
@@ -140,7 +134,7 @@ def _sample_inputs(inputs: StageInputs, round_index: int = 0) -> np.ndarray:
 def _slimming(inputs: StageInputs, model: Any) -> tuple[Any, dict[str, Any]]:
     """Network Slimming: train with an L1 penalty on BN gammas before bn_scale pruning."""
     config = inputs.config
-    penalised = _copy(model)
+    penalised = uncompiled_copy(model)
     layers = add_slimming_penalty(penalised, config.slimming_penalty)
     penalised, history = retrain(
         _intermediate_strategy(config.finetune), penalised, inputs.teacher, inputs.data,
@@ -249,7 +243,7 @@ def save_model_atomically(model: Any, path: Path) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
     try:
-        _copy(model).save(temp)  # an uncompiled copy: the file holds no optimizer state
+        uncompiled_copy(model).save(temp)  # an uncompiled copy: the file holds no optimizer state
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
