@@ -17,6 +17,7 @@ from pipeline.config import PipelineConfig
 from pipeline.errors import ArtifactError
 from pipeline.fsutil import atomic_write_text
 from pipeline.runner import Runner, RunResult
+from pipeline.stages.export import ExportResult
 from pipeline.stages.validate import ValidateResult
 
 Echo = Callable[[str], None]
@@ -118,13 +119,17 @@ def write_target_bundle(
 def _artifact_metrics(
     run: RunResult, artifact: Path, dataset: Any, samples: int, reference_kernels: bool
 ) -> dict[str, dict[str, Any]]:
-    """The validate stage's records, plus the shipped artifact's top-1 on exactly the
-    samples bundled in inputs.npz: the number a device must reproduce. Microcontroller C
+    """The validate stage's records with each file's weight bytes, plus the shipped
+    artifact's top-1 on exactly the samples bundled in inputs.npz: the number a device
+    must reproduce. Microcontroller C
     kernels are bit-exact with LiteRT's reference kernels (not its optimised ones, which
     can round a near-tie differently), so their number comes from those."""
     from devices.runtimes import load_tflite_interpreter, run_tflite
 
     records = ValidateResult.from_dict(run.record("validate")).manifest_metrics()
+    exported = ExportResult.from_dict(run.record("export"))
+    for file, record in records.items():
+        record["weight_bytes"] = exported.artifact(file).weight_bytes
     x, y = dataset.x_test[:samples], dataset.y_test[:samples]
     interpreter, _ = load_tflite_interpreter(artifact, reference_kernels=reference_kernels)
     bundle_top1 = float(np.mean(np.argmax(run_tflite(interpreter, x), axis=-1) == y))

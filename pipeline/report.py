@@ -127,7 +127,7 @@ def _variant(key: str, label: str, stage: str, record: dict[str, Any], *, file: 
         "format": record.get("format", "keras"), "precision": record.get("precision", "fp32"),
         "top1": record.get("top1"), "agreement": record.get("agreement"),
         "params": model.get("params"), "macs": model.get("macs"), "bytes": record.get("bytes"),
-        "latency_ms": {}, "latency_source": {},
+        "weight_bytes": record.get("weight_bytes"), "latency_ms": {}, "latency_source": {},
     }
 
 
@@ -396,12 +396,16 @@ def variants_table(document: dict[str, Any]) -> Table:
     rows = tuple(
         (v["label"], v["format"] or "–", v["precision"] or "–", format_top1(v["top1"]),
          format_count(v["params"]), format_count(v["macs"]), format_count(v["bytes"]),
+         format_count(v["weight_bytes"]),
          *(format_ms(v["latency_ms"].get(target)) for target in targets))
         for v in document["variants"])
     return Table(("variant", "format", "precision", "top-1", "params", "MACs", "bytes",
-                  *(f"{target} (ms)" for target in targets)), rows, "Every variant",
+                  "weight bytes", *(f"{target} (ms)" for target in targets)), rows,
+                 "Every variant",
                  "Keras rows are the trained models (bytes = .keras file); artifact rows are "
-                 "what was exported, with params/MACs of the model they were exported from.")
+                 "what was exported, with params/MACs of the model they were exported from. "
+                 "Weight bytes are the file's tensor data; the rest is format overhead (tables, "
+                 "names, quantization scales), a few KB whatever the model's size.")
 
 
 def effects_table(document: dict[str, Any]) -> Table:

@@ -1,8 +1,8 @@
 """Read a .tflite flatbuffer with the `tflite` schema package (no TensorFlow needed).
 
-Answers three questions: which ops use float tensors (a full-integer model must have
-none), what the input/output quantization parameters are, and which precision a file
-was converted with.
+Answers four questions: which ops use float tensors (a full-integer model must have
+none), what the input/output quantization parameters are, which precision a file was
+converted with, and how many of its bytes are tensor data rather than format overhead.
 """
 
 from __future__ import annotations
@@ -143,3 +143,18 @@ def tflite_precision(content: bytes, label: str = "model") -> str:
     if "int8" in weights:
         return "dynamic"
     return "fp32"
+
+
+def constant_bytes(content: bytes, label: str = "model") -> int:
+    """Bytes of constant tensor data (weights, biases, shapes), each buffer counted once.
+
+    The rest of a file is format overhead: tensor and op tables, tensor names, the
+    signature, and per-channel quantization scales and zero points. It is a few KB
+    whatever the model's size, so it dominates the int8/fp32 file ratio of tiny models.
+    """
+    model = _load(content, label)
+    buffers: set[int] = set()
+    for subgraph_index in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(subgraph_index)
+        buffers.update(subgraph.Tensors(t).Buffer() for t in range(subgraph.TensorsLength()))
+    return sum(model.Buffers(b).DataLength() for b in buffers if model.Buffers(b) is not None)

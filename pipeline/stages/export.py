@@ -15,16 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from pipeline.config import ExportConfig
+from pipeline.conversion import onnx_inspect, tflite_inspect
 from pipeline.conversion.artifact_names import artifact_file
 from pipeline.conversion.quantization import Quantization
 from pipeline.conversion.strip_wrappers import strip_training_wrappers
-from pipeline.conversion.tflite_inspect import io_quantization
 from pipeline.errors import ExportError
 from pipeline.fsutil import atomic_write_bytes
 
-STAGE_VERSION = "1"
+STAGE_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class ExportedArtifact:
     format: str
     precision: str
     bytes: int
+    weight_bytes: int  # constant tensor data; the rest of `bytes` is format overhead
     sha256: str
     input_quantization: Quantization | None
     output_quantization: Quantization | None
@@ -160,8 +162,18 @@ def _no_quantization(content: bytes) -> tuple[Quantization | None, Quantization 
 
 
 IO_QUANTIZATION: dict[str, Callable[[bytes], tuple[Quantization | None, Quantization | None]]] = {
-    "tflite": io_quantization,
+    "tflite": tflite_inspect.io_quantization,
     "onnx": _no_quantization,
+}
+
+
+def _onnx_constant_bytes(content: bytes) -> int:
+    return onnx_inspect.constant_bytes(onnx.load_from_string(content))
+
+
+CONSTANT_BYTES: dict[str, Callable[[bytes], int]] = {
+    "tflite": tflite_inspect.constant_bytes,
+    "onnx": _onnx_constant_bytes,
 }
 
 
@@ -228,6 +240,7 @@ def run_export(
         input_quantization, output_quantization = IO_QUANTIZATION[artifact_format](result.content)
         artifacts.append(ExportedArtifact(
             file, artifact_format, precision, len(result.content),
+            CONSTANT_BYTES[artifact_format](result.content),
             hashlib.sha256(result.content).hexdigest(), input_quantization,
             output_quantization, round(result.seconds, 3),
         ))

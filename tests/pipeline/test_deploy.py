@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import load_config
+from pipeline.conversion.tflite_inspect import constant_bytes
 from pipeline.deploy import build_artifacts, deploy
 from pipeline.errors import ArtifactError
 from pipeline.fsutil import sha256_file
@@ -52,6 +53,9 @@ def test_bundles_match_their_manifests(workspace: dict[str, Any]) -> None:
         assert manifest["dataset"]["name"] == "mnist5k"
         samples = np.load(folder / "inputs.npz")
         assert samples["x"].shape == (40, 28, 28, 1) and samples["y"].shape == (40,)
+        shipped = manifest["metrics"]["artifacts"]["model_int8.tflite"]
+        assert shipped["weight_bytes"] == constant_bytes((folder / "model_int8.tflite").read_bytes())
+        assert 0 < shipped["weight_bytes"] < shipped["bytes"] == listed["model_int8.tflite"]["bytes"]
     mcu_files = {entry["path"] for entry in _manifest(workspace, "mcu")["files"]}
     assert {"model/model.c", "model/model.h"} <= mcu_files  # the generated C sources
 

@@ -34,6 +34,9 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict:
     keras.utils.set_random_seed(3)
     model = create_model("seed_student", (28, 28, 1), 10)
     rng = np.random.default_rng(0)
+    for layer in model.layers:  # distinct non-zero biases: converters share equal constants
+        if getattr(layer, "bias", None) is not None:
+            layer.bias.assign(rng.normal(0, 0.05, layer.bias.shape).astype(np.float32))
     representative = rng.uniform(0, 1, (80, 28, 28, 1)).astype(np.float32)
     out_dir = tmp_path_factory.mktemp("export")
     config = ExportConfig(representative_samples=64)
@@ -89,6 +92,38 @@ def test_quantized_artifacts_are_a_third_of_the_float_size(exported: dict) -> No
     assert size["model_dynamic.tflite"] <= 0.35 * size["model.tflite"]
     assert size["model_fp16.tflite"] <= 0.6 * size["model.tflite"]
     assert size["model_int8.onnx"] <= 0.45 * size["model.onnx"]
+
+
+def _kernel_and_bias_counts(model: keras.Model) -> tuple[int, int]:
+    kernels = sum(int(layer.kernel.shape.num_elements()) for layer in model.layers
+                  if hasattr(layer, "kernel"))
+    biases = sum(int(layer.bias.shape.num_elements()) for layer in model.layers
+                 if getattr(layer, "bias", None) is not None)
+    return kernels, biases
+
+
+def test_weight_bytes_are_the_tensor_data_in_each_precision(exported: dict) -> None:
+    """fp32 stores 4 bytes per parameter, fp16 2, int8 1 per weight and 4 per (int32) bias;
+    what is left of each file is format overhead. Allowances: the Reshape's shape constant;
+    int8 ONNX keeps its per-channel scales and zero points as initializers (13 bytes per
+    output channel: float32 + int8 for the weight, float32 + int32 for the bias); dynamic
+    range keeps kernels under 1024 elements in float (the converter's threshold)."""
+    kernels, biases = _kernel_and_bias_counts(exported["model"])
+    params = exported["model"].count_params()
+    assert params == kernels + biases
+    int8 = kernels + 4 * biases
+    expected = {
+        "model.tflite": (4 * params, 4 * params + 64),
+        "model_fp16.tflite": (2 * params, 2 * params + 64),
+        "model_dynamic.tflite": (int8, int(0.3 * 4 * params)),
+        "model_int8.tflite": (int8, int8 + 64),
+        "model.onnx": (4 * params, 4 * params + 64),
+        "model_int8.onnx": (int8 + 13 * biases, int8 + 13 * biases + 256),
+    }
+    artifact = {a.file: a for a in exported["result"].artifacts}
+    for file, (low, high) in expected.items():
+        assert low <= artifact[file].weight_bytes <= high, file
+        assert 0 < artifact[file].bytes - artifact[file].weight_bytes < 16_384, file
 
 
 def test_int8_onnx_is_qdq_with_per_channel_weights(exported: dict) -> None:

@@ -53,11 +53,11 @@ METRICS: dict[str, Any] = {
                "history": _history(0.6, 3)},
     "artifacts": {
         "model.tflite": {"top1": 0.9680, "agreement": 1.0, "bytes": 27_104,
-                         "precision": "fp32", "format": "tflite"},
+                         "weight_bytes": 23_712, "precision": "fp32", "format": "tflite"},
         "model_int8.tflite": {"top1": 0.9655, "agreement": 0.993, "bytes": 9_880,
-                              "precision": "int8", "format": "tflite"},
+                              "weight_bytes": 6_112, "precision": "int8", "format": "tflite"},
         "model.onnx": {"top1": 0.9680, "agreement": 1.0, "bytes": 26_512,
-                       "precision": "fp32", "format": "onnx"},
+                       "weight_bytes": 23_720, "precision": "fp32", "format": "onnx"},
     },
 }
 
@@ -144,7 +144,7 @@ def test_every_stage_and_artifact_number_equals_the_manifest(written: Any) -> No
             assert variant[key] == METRICS[stage][key], (stage, key)
     for file, record in METRICS["artifacts"].items():
         variant = _variant(document, file)
-        for key in ("top1", "agreement", "bytes", "precision", "format"):
+        for key in ("top1", "agreement", "bytes", "weight_bytes", "precision", "format"):
             assert variant[key] == record[key], (file, key)
         assert (variant["params"], variant["macs"]) == (6_118, 640_300)  # the pruned model
 
@@ -191,8 +191,10 @@ def test_markdown_shows_the_same_numbers(written: Any) -> None:
                     if line.startswith("| pruned · model_int8.tflite |"))
     cells = [cell.strip() for cell in int8_row.strip("|").split("|")]
     assert cells[3:] == [format_top1(0.9655), format_count(6_118), format_count(640_300),
-                         format_count(9_880), format_ms(0.2315), "–", format_ms(0.0871)]
-    assert "| teacher | keras | fp32 | 98.75% | 1,250,858 | 10,931,200 | 5,036,112 |" in markdown
+                         format_count(9_880), format_count(6_112), format_ms(0.2315), "–",
+                         format_ms(0.0871)]
+    assert ("| teacher | keras | fp32 | 98.75% | 1,250,858 | 10,931,200 | 5,036,112 | – |"
+            in markdown)
     assert "BROKEN: latency median (ms): 180.000 breaks <= 150" in markdown
     assert "| CONV_2D | 0.061 ms | 70.0% | 3 |" in markdown
 
