@@ -36,7 +36,9 @@ class PruningError(PipelineError):
 
 
 class ExportError(PipelineError):
-    exit_code = 1
+    """The model, its calibration data or the export settings cannot give an artifact."""
+
+    exit_code = 2
 
 
 class ArtifactError(PipelineError):

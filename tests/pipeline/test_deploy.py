@@ -4,6 +4,7 @@ Cortex-M4, profiling, budget checks (table and JUnit) and the cross-target repor
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -130,6 +131,29 @@ def test_check_passes_breaks_and_speaks_junit(workspace: dict[str, Any]) -> None
                  "--set", "target.budget.min_accuracy=0.0",
                  "--set", "target.budget.latency_ms=0.000001", cwd=workspace["root"])
     assert junit.returncode == 1 and 'failures="1"' in junit.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.qemu_system
+@pytest.mark.parametrize("damage", ["truncated", "corrupt"])
+def test_a_damaged_bundle_artifact_is_refused_before_profiling(
+    workspace: dict[str, Any], tmp_path: Path, damage: str
+) -> None:
+    """Through the CLI: exit 2 (an input error), the file named, no latency report written."""
+    dist = tmp_path / "dist"
+    shutil.copytree(workspace["root"] / "dist" / "host", dist / "host")
+    for stale in ("latency_report.json", "report.md"):
+        (dist / "host" / stale).unlink()
+    model = dist / "host" / "model_int8.tflite"
+    content = model.read_bytes()
+    model.write_bytes(content[: len(content) // 2] if damage == "truncated"
+                      else content[:64] + bytes(64) + content[128:])
+    result = _cli("profile", "--target", "host", "--dist-dir", str(dist),
+                  cwd=workspace["root"])
+    assert result.returncode == 2, result.stderr
+    assert "model_int8.tflite" in result.stderr
+    assert sorted(p.name for p in (dist / "host").iterdir()) == sorted(
+        ["inputs.npz", "labels.txt", "manifest.json", "model_int8.tflite"])
 
 
 @pytest.mark.slow
