@@ -121,9 +121,9 @@ def _artifact_metrics(
 ) -> dict[str, dict[str, Any]]:
     """The validate stage's records with each file's weight bytes, plus the shipped
     artifact's top-1 on exactly the samples bundled in inputs.npz: the number a device
-    must reproduce. Microcontroller C
-    kernels are bit-exact with LiteRT's reference kernels (not its optimised ones, which
-    can round a near-tie differently), so their number comes from those."""
+    must reproduce. Microcontroller C kernels are bit-exact with LiteRT's reference kernels
+    (not its optimised ones, which can round a near-tie differently), so their number
+    comes from those."""
     from devices.runtimes import load_tflite_interpreter, run_tflite
 
     records = ValidateResult.from_dict(run.record("validate")).manifest_metrics()
