@@ -169,7 +169,9 @@ def test_a_run_killed_with_sigkill_resumes_after_its_last_finished_stage(tmp_pat
 
     arguments = [sys.executable, "-m", "pipeline", "run", "--build-dir", str(tmp_path),
                  "--until", "student"]
-    arguments += [part for item in TINY + ["student.epochs=50"] for part in ("--set", item)]
+    # No early stopping and many epochs: the student cannot finish before the kill.
+    endless = ["student.epochs=1000", "student.early_stopping_patience=0"]
+    arguments += [part for item in TINY + endless for part in ("--set", item)]
     process = subprocess.Popen(arguments, stdout=subprocess.PIPE, text=True)
     for line in process.stdout:
         if line.startswith("student    running"):
