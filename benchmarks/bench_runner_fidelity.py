@@ -40,7 +40,8 @@ def litert_tool() -> Path:
 
 def build_model(folder: Path, size: int = 96) -> tuple[Path, Path]:
     """A small int8 CNN (3 conv blocks) + random normalised inputs."""
-    from pipeline.tf_env import keras, tf
+    from pipeline.conversion.tflite_converter import convert_tflite
+    from pipeline.tf_env import keras
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.layers.Input((size, size, 3))])
@@ -50,19 +51,8 @@ def build_model(folder: Path, size: int = 96) -> tuple[Path, Path]:
     model.add(keras.layers.GlobalAveragePooling2D())
     model.add(keras.layers.Dense(10))
     images = np.random.default_rng(0).uniform(0, 1, (64, size, size, 3)).astype(np.float32)
-
-    def representative():
-        for index in range(32):
-            yield [images[index:index + 1]]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
     model_path = folder / "model_int8.tflite"
-    model_path.write_bytes(converter.convert())
+    model_path.write_bytes(convert_tflite(model, "int8", images[:32]))
     inputs_path = folder / "inputs.npz"
     np.savez(inputs_path, x=images, y=np.zeros(len(images), dtype=np.int64))
     return model_path, inputs_path

@@ -71,7 +71,8 @@ def _tiny_onnx(path: Path, seed: int) -> None:
 
 
 def _train_and_convert(root: Path) -> None:
-    from pipeline.tf_env import keras, tf
+    from pipeline.conversion.tflite_converter import convert_tflite
+    from pipeline.tf_env import keras
 
     keras.utils.set_random_seed(0)
     train_x, train_y = synthetic_images(600, seed=1)
@@ -85,19 +86,8 @@ def _train_and_convert(root: Path) -> None:
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(train_x, train_y, epochs=4, batch_size=32, verbose=0)
 
-    def representative():
-        for index in range(64):
-            yield [train_x[index:index + 1]]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    (root / "model.tflite").write_bytes(converter.convert())
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    (root / "model_int8.tflite").write_bytes(converter.convert())
+    for precision, file in (("fp32", "model.tflite"), ("int8", "model_int8.tflite")):
+        (root / file).write_bytes(convert_tflite(model, precision, train_x[:64]))
 
 
 def make_bundle(root: Path) -> Path:

@@ -22,19 +22,9 @@ class ConvertedModel:
 
 
 def _convert(model, samples: np.ndarray, path: Path) -> Path:
-    from pipeline.tf_env import tf
+    from pipeline.conversion.tflite_converter import convert_tflite
 
-    def representative():
-        for sample in samples[:32]:
-            yield [sample[None].astype(np.float32)]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    path.write_bytes(converter.convert())
+    path.write_bytes(convert_tflite(model, "int8", samples[:32]))
     return path
 
 
