@@ -27,6 +27,7 @@ from devices.base import (
     LatencyReport,
     TargetProfile,
 )
+from devices.bench_runner import parse_cpuinfo
 from devices.benchmark_model_parser import BenchmarkOutputError, parse_benchmark_output
 from devices.host import artifact_section, bundle_files, reference_top1
 from pipeline.fsutil import sha256_file
@@ -206,14 +207,21 @@ class AdbAdapter(DeviceAdapter):
             raise DeviceError(f"{self.where}: benchmark_model failed with exit code {status}; "
                               f"its output:\n{output.strip()[-3000:]}\n(hint: run it by hand "
                               "with `adb shell`)")
+        cpu = self._cpu_facts()
         try:
             parsed = parse_benchmark_output(output)
         except BenchmarkOutputError as exc:
             raise DeviceError(f"{self.where}: {exc}: {output.strip()[-500:]} (hint: is "
                               f"{self.binary} really TFLite's benchmark_model?)") from exc
-        return self._report(parsed, settings)
+        return self._report(parsed, settings, cpu)
 
-    def _report(self, parsed, settings: BenchmarkSettings) -> LatencyReport:
+    def _cpu_facts(self) -> dict[str, Any]:
+        """The phone's CPU model and kernel features, so runs on two phones can be told apart;
+        empty when /proc/cpuinfo cannot be read (it is optional on Android)."""
+        status, stdout, _ = self.shell(["cat", "/proc/cpuinfo"], timeout=60)
+        return parse_cpuinfo(stdout) if status == 0 else {}
+
+    def _report(self, parsed, settings: BenchmarkSettings, cpu: dict[str, Any]) -> LatencyReport:
         measured = parsed.measured
         extra: dict[str, Any] = {
             "benchmark_model": {
@@ -228,7 +236,8 @@ class AdbAdapter(DeviceAdapter):
                                    "node_types": list(parsed.node_types)}
         return LatencyReport(
             target={"name": self.profile.name, "adapter": self.profile.adapter,
-                    "device": {"serial": self.serial, "taskset_mask": self.taskset_mask or None},
+                    "device": {"serial": self.serial, "taskset_mask": self.taskset_mask or None,
+                               **cpu},
                     "emulated": False},
             artifact=artifact_section(self.bundle, self.profile),
             runtime={"name": "benchmark_model", "version": None, "threads": settings.threads,

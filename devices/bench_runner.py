@@ -307,21 +307,40 @@ CPUINFO_KEYS = {"model name": "model", "Hardware": "hardware", "Model": "board",
                 "CPU part": "cpu_part", "CPU implementer": "cpu_implementer",
                 "Features": "features"}
 
+# The instruction-set features that pick different int8 and float kernels (onnxruntime's
+# MLAS, XNNPACK, oneDNN): x86 `flags`, ARM `Features` in /proc/cpuinfo. A run on a CPU
+# with another set may round differently, or (AVX2 without VNNI) saturate int8 sums.
+KERNEL_FEATURES = (
+    "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16",
+    "amx_int8",  # x86
+    "asimd", "asimdhp", "asimddp", "i8mm", "sve", "sve2",  # ARM: NEON, fp16, dotprod
+)
+
+
+def parse_cpuinfo(text: str) -> dict:
+    """The first processor's model and kernel-relevant features from /proc/cpuinfo text."""
+    facts: dict = {}
+    flags: set = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        name = CPUINFO_KEYS.get(key)
+        if name and name not in facts:
+            facts[name] = value.strip()
+        if key in ("flags", "Features") and not flags:
+            flags = set(value.split())
+    facts["kernel_features"] = [feature for feature in KERNEL_FEATURES if feature in flags]
+    return facts
+
 
 def cpu_facts() -> dict:
     facts = {"machine": platform.machine(), "system": platform.system(),
              "cores": os.cpu_count(), "python": platform.python_version()}
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
-            lines = handle.read().splitlines()
+            return {**facts, **parse_cpuinfo(handle.read())}
     except OSError:
         return facts
-    for line in lines:
-        key, _, value = line.partition(":")
-        name = CPUINFO_KEYS.get(key.strip())
-        if name and name not in facts:
-            facts[name] = value.strip()
-    return facts
 
 
 # --- entry point -------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.conversion.onnx_int8_schemes import DEFAULT_ONNX_INT8, ONNX_INT8_SCHEMES
 from pipeline.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -99,6 +100,7 @@ class ExportConfig:
     )
     representative_samples: int = bounded(200, 1, 100_000)
     opset: int = bounded(17, 13, 21)
+    onnx_int8: str = choice(DEFAULT_ONNX_INT8, *ONNX_INT8_SCHEMES)  # quantization settings
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,10 @@ def write_target_bundle(
                 "dataset": dataset.summary(),
                 "input": {"normalisation": dataset.normalisation},
                 "metrics": metrics,
+                "machines": {  # whose kernels converted and validated (README, "int8 ONNX")
+                    "export": run.record("export")["machine"],
+                    "validate": run.record("validate")["machine"],
+                },
             },
         )
 
@@ -130,6 +134,8 @@ def _artifact_metrics(
     exported = ExportResult.from_dict(run.record("export"))
     for file, record in records.items():
         record["weight_bytes"] = exported.artifact(file).weight_bytes
+        if exported.artifact(file).scheme is not None:
+            record["quantization_scheme"] = exported.artifact(file).scheme
     x, y = dataset.x_test[:samples], dataset.y_test[:samples]
     interpreter, _ = load_tflite_interpreter(artifact, reference_kernels=reference_kernels)
     bundle_top1 = float(np.mean(np.argmax(run_tflite(interpreter, x), axis=-1) == y))

@@ -3,6 +3,9 @@ int8 weights, activations calibrated (min/max) on the representative data.
 
 The QDQ model keeps float inputs and outputs; QuantizeLinear/DequantizeLinear pairs
 around each op carry the int8 arithmetic, which onnxruntime fuses into integer kernels.
+
+The settings come from `export.onnx_int8`, a scheme of
+pipeline.conversion.onnx_int8_schemes (which explains why the default is what it is).
 """
 
 from __future__ import annotations
@@ -21,9 +24,12 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from pipeline.conversion.onnx_converter import check_onnx
+from pipeline.conversion.onnx_int8_schemes import OnnxInt8Scheme
 from pipeline.errors import ArtifactError, ExportError
 
 CALIBRATION_BATCH = 32
+
+QUANT_TYPES = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
 
 
 class ArrayCalibrationReader(CalibrationDataReader):
@@ -41,7 +47,9 @@ class ArrayCalibrationReader(CalibrationDataReader):
         return None if batch is None else {self._input_name: batch}
 
 
-def quantize_onnx_int8(fp32_content: bytes, representative: np.ndarray) -> bytes:
+def quantize_onnx_int8(
+    fp32_content: bytes, representative: np.ndarray, settings: OnnxInt8Scheme
+) -> bytes:
     """int8 QDQ model bytes from float ONNX bytes; ExportError if onnxruntime fails."""
     input_name = onnx.load_from_string(fp32_content).graph.input[0].name
     with tempfile.TemporaryDirectory(prefix="onnx-int8-") as folder:
@@ -55,8 +63,10 @@ def quantize_onnx_int8(fp32_content: bytes, representative: np.ndarray) -> bytes
             quantize_static(
                 prepared_path, quantized_path,
                 ArrayCalibrationReader(input_name, representative),
-                quant_format=QuantFormat.QDQ, per_channel=True,
-                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                quant_format=QuantFormat.QDQ, per_channel=settings.per_channel,
+                reduce_range=settings.reduce_range,
+                activation_type=QUANT_TYPES[settings.activations],
+                weight_type=QUANT_TYPES[settings.weights],
             )
         except Exception as exc:  # onnxruntime raises assorted errors while rewriting
             raise ExportError(

@@ -17,15 +17,17 @@ from typing import Any
 import numpy as np
 import onnx
 
+from devices.bench_runner import cpu_facts
 from pipeline.config import ExportConfig
 from pipeline.conversion import onnx_inspect, tflite_inspect
 from pipeline.conversion.artifact_names import artifact_file
+from pipeline.conversion.onnx_int8_schemes import ONNX_INT8_SCHEMES
 from pipeline.conversion.quantization import Quantization
 from pipeline.conversion.strip_wrappers import strip_training_wrappers
 from pipeline.errors import ExportError
 from pipeline.fsutil import atomic_write_bytes
 
-STAGE_VERSION = "2"
+STAGE_VERSION = "3"
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,8 @@ class ExportedArtifact:
     input_quantization: Quantization | None
     output_quantization: Quantization | None
     seconds: float
+    # The quantization settings and why they were chosen, where the format has a choice.
+    scheme: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,12 +74,14 @@ class ExportResult:
     artifacts: tuple[ExportedArtifact, ...]
     skipped: tuple[SkippedExport, ...]
     representative_samples: int
+    machine: dict[str, Any]  # the converting CPU (bench_runner.cpu_facts)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "artifacts": [artifact.to_dict() for artifact in self.artifacts],
             "skipped": [skip.to_dict() for skip in self.skipped],
             "representative_samples": self.representative_samples,
+            "machine": self.machine,
         }
 
     @classmethod
@@ -83,7 +89,7 @@ class ExportResult:
         return cls(
             tuple(ExportedArtifact.from_dict(a) for a in document["artifacts"]),
             tuple(SkippedExport(**s) for s in document["skipped"]),
-            int(document["representative_samples"]),
+            int(document["representative_samples"]), dict(document["machine"]),
         )
 
     def artifact(self, file: str) -> ExportedArtifact:
@@ -143,7 +149,10 @@ def _onnx_fp32(conversions: _Conversions) -> bytes:
 def _onnx_int8(conversions: _Conversions) -> bytes:
     from pipeline.conversion.onnx_quantize import quantize_onnx_int8
 
-    return quantize_onnx_int8(conversions.get("onnx", "fp32").content, conversions.representative)
+    return quantize_onnx_int8(
+        conversions.get("onnx", "fp32").content, conversions.representative,
+        ONNX_INT8_SCHEMES[conversions.config.onnx_int8],
+    )
 
 
 CONVERTERS: dict[tuple[str, str], Callable[[_Conversions], bytes]] = {
@@ -165,6 +174,12 @@ IO_QUANTIZATION: dict[str, Callable[[bytes], tuple[Quantization | None, Quantiza
     "tflite": tflite_inspect.io_quantization,
     "onnx": _no_quantization,
 }
+
+
+def _scheme(config: ExportConfig, artifact_format: str, precision: str) -> dict[str, Any] | None:
+    if (artifact_format, precision) != ("onnx", "int8"):
+        return None
+    return {"name": config.onnx_int8, **ONNX_INT8_SCHEMES[config.onnx_int8].to_dict()}
 
 
 def _onnx_constant_bytes(content: bytes) -> int:
@@ -243,8 +258,9 @@ def run_export(
             CONSTANT_BYTES[artifact_format](result.content),
             hashlib.sha256(result.content).hexdigest(), input_quantization,
             output_quantization, round(result.seconds, 3),
+            _scheme(config, artifact_format, precision),
         ))
-    return ExportResult(tuple(artifacts), tuple(skipped), len(samples))
+    return ExportResult(tuple(artifacts), tuple(skipped), len(samples), cpu_facts())
 
 
 def export_stage(model_stage: str = "student") -> Any:

@@ -1,20 +1,25 @@
 """Validate stage: run every exported artifact through its real runtime on the test split.
 
 Per artifact: top-1, agreement with the Keras model's argmax and the largest absolute
-logit difference. The stage fails when an artifact loses more than
-`validate.max_accuracy_drop` points of top-1, or a float artifact (fp32, fp16) agrees
-with Keras on fewer than `validate.min_float_agreement` of the predictions.
+logit difference. The stage fails when an artifact gets more than
+`validate.max_accuracy_drop` points of the test images fewer right than Keras, or a float
+artifact (fp32, fp16) agrees with Keras on fewer than `validate.min_float_agreement` of
+the predictions. The drop is compared in whole images, so a drop of exactly the limit
+passes: 1.0 point of 1,000 images allows 10, whatever floating point makes of 0.97 - 0.96.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from fractions import Fraction
+from math import floor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from devices.bench_runner import cpu_facts
 from devices.runtimes import RuntimeInfo, load_onnx_session, load_tflite_interpreter, run_onnx
 from devices.runtimes import run_tflite as run_interpreter
 from pipeline.config import ValidateConfig
@@ -26,7 +31,7 @@ from pipeline.errors import ArtifactError, ValidationError
 from pipeline.fsutil import sha256_file
 from pipeline.stages.export import ExportResult
 
-STAGE_VERSION = "1"
+STAGE_VERSION = "2"
 KERAS_BATCH = 256
 
 
@@ -37,6 +42,7 @@ class ArtifactMetrics:
     precision: str
     bytes: int
     samples: int
+    correct: int  # test images it classifies right
     top1: float
     agreement: float | None  # with the reference (Keras) argmax; None without a reference
     max_abs_logit_diff: float | None
@@ -61,21 +67,27 @@ class ArtifactMetrics:
 @dataclass(frozen=True)
 class ValidateResult:
     keras_top1: float
+    keras_correct: int
     samples: int
     artifacts: tuple[ArtifactMetrics, ...]
+    machine: dict[str, Any]  # the CPU whose kernels gave these numbers
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "keras_top1": self.keras_top1,
+            "keras_correct": self.keras_correct,
             "samples": self.samples,
             "artifacts": [artifact.to_dict() for artifact in self.artifacts],
+            "machine": self.machine,
         }
 
     @classmethod
     def from_dict(cls, document: dict[str, Any]) -> ValidateResult:
         return cls(
-            float(document["keras_top1"]), int(document["samples"]),
+            float(document["keras_top1"]), int(document["keras_correct"]),
+            int(document["samples"]),
             tuple(ArtifactMetrics.from_dict(a) for a in document["artifacts"]),
+            dict(document["machine"]),
         )
 
     def manifest_metrics(self) -> dict[str, dict[str, Any]]:
@@ -143,9 +155,10 @@ def validate_artifact(
     if reference_logits is not None:
         agreement = float(np.mean(predictions == reference_logits.argmax(axis=1)))
         difference = float(np.max(np.abs(run.logits - reference_logits)))
+    correct = int(np.sum(predictions == np.asarray(y)))
     return ArtifactMetrics(
-        path.name, artifact_format, run.precision, path.stat().st_size, len(x),
-        float(np.mean(predictions == np.asarray(y))), agreement, difference, run.runtime,
+        path.name, artifact_format, run.precision, path.stat().st_size, len(x), correct,
+        correct / len(x), agreement, difference, run.runtime,
     )
 
 
@@ -160,14 +173,25 @@ def _check_unchanged(path: Path, expected_sha256: str) -> None:
         )
 
 
-def _failures(config: ValidateConfig, keras_top1: float, metrics: ArtifactMetrics) -> list[str]:
+def allowed_drop_images(max_accuracy_drop: float, samples: int) -> int:
+    """Whole images a drop of `max_accuracy_drop` points allows, in exact decimal arithmetic
+    (the limit as written: 1.0 point of 1,000 images is 10, not 9.999999999999998)."""
+    return floor(Fraction(str(max_accuracy_drop)) * samples / 100)
+
+
+def _failures(
+    config: ValidateConfig, keras_correct: int, metrics: ArtifactMetrics
+) -> list[str]:
     failures = []
-    drop_points = (keras_top1 - metrics.top1) * 100.0
-    if drop_points > config.max_accuracy_drop:
+    dropped = keras_correct - metrics.correct
+    allowed = allowed_drop_images(config.max_accuracy_drop, metrics.samples)
+    keras_top1 = keras_correct / metrics.samples
+    if dropped > allowed:
         failures.append(
             f"{metrics.file} top-1 {metrics.top1:.4f} vs Keras {keras_top1:.4f}: a drop of "
-            f"{drop_points:.2f} points, more than validate.max_accuracy_drop = "
-            f"{config.max_accuracy_drop}"
+            f"{dropped} of {metrics.samples} images ({dropped * 100 / metrics.samples:.2f} "
+            f"points), more than validate.max_accuracy_drop = {config.max_accuracy_drop} "
+            f"({allowed} images)"
         )
     if (metrics.precision in FLOAT_PRECISIONS and metrics.agreement is not None
             and metrics.agreement < config.min_float_agreement):
@@ -187,7 +211,8 @@ def run_validate(
     _check_samples(x_test, y_test)
     x_test = np.asarray(x_test, np.float32)
     reference = np.asarray(model.predict(x_test, batch_size=KERAS_BATCH, verbose=0), np.float32)
-    keras_top1 = float(np.mean(reference.argmax(axis=1) == np.asarray(y_test)))
+    keras_correct = int(np.sum(reference.argmax(axis=1) == np.asarray(y_test)))
+    keras_top1 = keras_correct / len(y_test)
     results = []
     for exported in export.artifacts:
         path = Path(artifacts_dir) / exported.file
@@ -195,14 +220,14 @@ def run_validate(
         metrics = validate_artifact(path, x_test, y_test, reference)
         # The export record knows the intended precision; trust it over the inspection.
         results.append(replace(metrics, precision=exported.precision))
-    failures = [f for m in results for f in _failures(config, keras_top1, m)]
+    failures = [f for m in results for f in _failures(config, keras_correct, m)]
     if failures:
         raise ValidationError(
             "artifact validation failed: " + "; ".join(failures)
             + " (hint: more representative samples (export.representative_samples), a "
             "float precision, or a looser validate limit)"
         )
-    return ValidateResult(keras_top1, len(x_test), tuple(results))
+    return ValidateResult(keras_top1, keras_correct, len(x_test), tuple(results), cpu_facts())
 
 
 def validate_stage(model_stage: str = "student") -> Any:
