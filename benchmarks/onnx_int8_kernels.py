@@ -7,7 +7,8 @@ scheme of pipeline.conversion.onnx_quantize plus U8S8 and U8U8 variants for comp
 and runs devices/bench_runner.py on the test split twice per file: natively, and under
 `qemu-x86_64-static -cpu Haswell`, an AVX2 CPU without AVX-512 or VNNI, where onnxruntime
 takes the saturating VPMADDUBSW kernel. Prints top-1 and its drop from the float model in
-images. Needs Debian's qemu-user-static.
+images, after the validate stage's own drops (every artifact against Keras, on this host).
+Needs Debian's qemu-user-static.
 """
 
 from __future__ import annotations
@@ -50,6 +51,14 @@ def top1(prefix: list[str], model: Path, inputs: Path) -> float:
     return float(json.loads(completed.stdout)["accuracy"]["top1"])
 
 
+def print_validation(record: dict) -> None:
+    """The validate stage's drops, in images, of every artifact from the Keras model."""
+    drops = ", ".join(f"{a['file']} {record['keras_correct'] - a['correct']:+d}"
+                      for a in record["artifacts"])
+    print(f"validate on this host: Keras {record['keras_correct']}/{record['samples']} right; "
+          f"images lost: {drops}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=None)
@@ -62,7 +71,8 @@ def main() -> int:
     from pipeline.runner import Runner
 
     config = load_config(Path(args.config) if args.config else None, args.set)
-    run = Runner(config, ROOT / "build", echo=lambda _: None).run(until="export")
+    run = Runner(config, ROOT / "build", echo=lambda _: None).run(until="validate")
+    print_validation(run.record("validate"))
     float_model = run.outcomes["export"].entry.path / "model.onnx"
     dataset = run.dataset
     calibration = dataset.x_train[: config.export.representative_samples]
@@ -85,8 +95,8 @@ def main() -> int:
             for path, prefix in KERNEL_PATHS.items():
                 accuracy = top1(prefix, model, inputs)
                 reference.setdefault(path, accuracy)
-                drop = round((reference[path] - accuracy) * samples)
-                cells.append(f"{accuracy:.4f} ({drop:+d} images)")
+                lost = round((reference[path] - accuracy) * samples)
+                cells.append(f"{accuracy:.4f} ({lost:+d} lost)")
             print(f"{name:<20}" + "".join(f"{cell:>32}" for cell in cells))
     return 0
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from devices.base import BenchmarkSettings, Bundle, DeviceError
+from devices.bench_runner import parse_cpuinfo
 from devices.profiles import load_profile
 from devices.profiling import profile_target
 from devices.registry import create_adapter
@@ -59,7 +60,11 @@ def test_profile_phone_through_real_adb_server(fake_phone, fake_benchmark_model,
     assert document["memory"]["peak_rss_mb"] == pytest.approx(9.05859)
     assert document["runs"] == {"warmup": 3, "measured": 4650}
     assert document["runtime"]["name"] == "benchmark_model"
-    assert document["target"]["device"] == {"serial": phone.serial, "taskset_mask": "1"}
+    device = document["target"]["device"]
+    assert {key: device.pop(key) for key in ("serial", "taskset_mask")} == {
+        "serial": phone.serial, "taskset_mask": "1"}
+    # the rest is the "phone's" own /proc/cpuinfo (the double runs commands on this machine)
+    assert device == parse_cpuinfo(Path("/proc/cpuinfo").read_text())
     manifest = json.loads((bundle_copy / "manifest.json").read_text())
     assert document["accuracy"] == {"top1": None, "samples": 0, "reference_top1": manifest[
         "metrics"]["artifacts"]["model_int8.tflite"]["top1"]}

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from devices import bench_runner
+from devices.bench_runner import KERNEL_FEATURES, parse_cpuinfo
 
 RUNNER = Path(bench_runner.__file__)
 
@@ -65,6 +66,37 @@ def test_latency_document_fields(tiny_bundle: Path):
     assert document["runtime"]["version"].startswith("2.")
     assert document["peak_rss_mb"] > 10
     assert document["cpu"]["machine"] == __import__("platform").machine()
+    flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith(("flags", "Features"))).split(":", 1)[1].split()
+    assert document["cpu"]["kernel_features"] == [f for f in KERNEL_FEATURES if f in flags]
+
+
+# Abridged from real /proc/cpuinfo files: an AVX2-only AMD EPYC (no AVX-512, no VNNI) and a
+# Raspberry Pi 5 (Cortex-A76: NEON, fp16, dotprod).
+X86_AVX2_CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 7B12
+flags\t\t: fpu vme sse sse2 ssse3 fma sse4_1 sse4_2 avx f16c avx2 bmi2 sha_ni
+processor\t: 1
+model name\t: AMD EPYC 7B12
+flags\t\t: fpu vme sse sse2 ssse3 fma sse4_1 sse4_2 avx f16c avx2 bmi2 sha_ni avx512f
+"""
+ARM_CPUINFO = """processor\t: 0
+BogoMIPS\t: 108.00
+Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp
+CPU implementer\t: 0x41
+CPU part\t: 0xd0b
+Model\t\t: Raspberry Pi 5 Model B Rev 1.0
+"""
+
+
+def test_cpuinfo_names_the_kernel_features_of_the_first_processor():
+    x86 = parse_cpuinfo(X86_AVX2_CPUINFO)
+    assert x86 == {"model": "AMD EPYC 7B12", "kernel_features": ["avx2", "fma"]}
+    arm = parse_cpuinfo(ARM_CPUINFO)
+    assert arm["kernel_features"] == ["asimd", "asimdhp", "asimddp"]
+    assert arm["board"] == "Raspberry Pi 5 Model B Rev 1.0" and arm["cpu_part"] == "0xd0b"
+    assert parse_cpuinfo("") == {"kernel_features": []}
 
 
 def test_onnx_model_runs_on_onnxruntime(tiny_bundle: Path):

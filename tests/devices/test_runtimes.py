@@ -22,6 +22,7 @@ from pipeline.conversion.onnx_converter import convert_onnx
 from pipeline.conversion.tflite_converter import convert_tflite
 from pipeline.errors import ArtifactError, RuntimeNotFoundError
 from pipeline.tf_env import keras
+from tests.float_tolerance import assert_float32_close
 
 LITERT_MODULES = ("ai_edge_litert", "ai_edge_litert.interpreter")
 TFLITE_RUNTIME_MODULES = ("tflite_runtime", "tflite_runtime.interpreter")
@@ -67,7 +68,7 @@ def test_prefers_ai_edge_litert_and_reports_its_version(tiny: dict) -> None:
     interpreter, info = load_tflite_interpreter(tiny["fp32"])
     assert info.name == "ai_edge_litert"
     assert info.version == importlib.metadata.version("ai-edge-litert")
-    np.testing.assert_allclose(run_tflite(interpreter, tiny["x"]), tiny["keras"], atol=1e-5)
+    assert_float32_close(run_tflite(interpreter, tiny["x"]), tiny["keras"])
 
 
 def test_falls_back_to_tensorflow_lite_when_litert_is_hidden(
@@ -77,7 +78,7 @@ def test_falls_back_to_tensorflow_lite_when_litert_is_hidden(
     interpreter, info = load_tflite_interpreter(tiny["fp32"])
     assert info.name == "tensorflow"
     assert info.version == importlib.metadata.version("tensorflow")
-    np.testing.assert_allclose(run_tflite(interpreter, tiny["x"]), tiny["keras"], atol=1e-5)
+    assert_float32_close(run_tflite(interpreter, tiny["x"]), tiny["keras"])
 
 
 def test_uses_tflite_runtime_when_it_is_the_only_one(
@@ -91,7 +92,7 @@ def test_uses_tflite_runtime_when_it_is_the_only_one(
     install_fake_tflite_runtime(monkeypatch, Interpreter)
     interpreter, info = load_tflite_interpreter(tiny["fp32"])
     assert info.name == "tflite_runtime"
-    np.testing.assert_allclose(run_tflite(interpreter, tiny["x"]), tiny["keras"], atol=1e-5)
+    assert_float32_close(run_tflite(interpreter, tiny["x"]), tiny["keras"])
 
 
 class Numpy1OnlyInterpreter:
@@ -201,10 +202,10 @@ def test_missing_tflite_file_is_an_artifact_error(tmp_path) -> None:
 def test_onnx_runs_from_path_and_bytes(tiny: dict, tmp_path) -> None:
     path = tmp_path / "model.onnx"
     path.write_bytes(tiny["onnx"])
-    np.testing.assert_allclose(run_onnx(path, tiny["x"]), tiny["keras"], atol=1e-5)
+    assert_float32_close(run_onnx(path, tiny["x"]), tiny["keras"])
     session, info = load_onnx_session(tiny["onnx"])
     assert info.name == "onnxruntime"
-    np.testing.assert_allclose(run_onnx(session, tiny["x"]), tiny["keras"], atol=1e-5)
+    assert_float32_close(run_onnx(session, tiny["x"]), tiny["keras"])
 
 
 def test_truncated_onnx_is_an_artifact_error(tiny: dict) -> None:

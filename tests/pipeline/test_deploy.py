@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from devices.bench_runner import cpu_facts
 from pipeline.config import load_config
 from pipeline.conversion.tflite_inspect import constant_bytes
 from pipeline.deploy import build_artifacts, deploy
@@ -57,6 +58,11 @@ def test_bundles_match_their_manifests(workspace: dict[str, Any]) -> None:
         shipped = manifest["metrics"]["artifacts"]["model_int8.tflite"]
         assert shipped["weight_bytes"] == constant_bytes((folder / "model_int8.tflite").read_bytes())
         assert 0 < shipped["weight_bytes"] < shipped["bytes"] == listed["model_int8.tflite"]["bytes"]
+        onnx_int8 = manifest["metrics"]["artifacts"]["model_int8.onnx"]["quantization_scheme"]
+        assert onnx_int8["name"] == "portable" and onnx_int8["reduce_range"] is True
+        assert "quantization_scheme" not in manifest["metrics"]["artifacts"]["model_int8.tflite"]
+        for stage in ("export", "validate"):  # the CPUs whose kernels made these numbers
+            assert manifest["machines"][stage] == cpu_facts()
     mcu_files = {entry["path"] for entry in _manifest(workspace, "mcu")["files"]}
     assert {"model/model.c", "model/model.h"} <= mcu_files  # the generated C sources
 

@@ -16,6 +16,7 @@ from pipeline.pruning import prune_channels
 from pipeline.stages.prune import run_prune
 from pipeline.tf_env import keras
 from pipeline.training import train_classifier, train_distilled
+from tests.float_tolerance import assert_float32_close
 
 pytestmark = pytest.mark.slow  # trains tiny models on a few hundred digits
 
@@ -56,8 +57,7 @@ def test_none_passes_the_student_on(trained: dict[str, Any], tmp_path: Path) -> 
     assert record["params_after"] == record["params_before"] == trained["student"].count_params()
     assert record["top1"] == record["top1_before_finetune"] == record["top1_before_pruning"]
     x = trained["data"].x_test[:16]
-    np.testing.assert_allclose(_load(tmp_path)(x).numpy(), trained["student"](x).numpy(),
-                               atol=1e-6)
+    assert_float32_close(_load(tmp_path)(x).numpy(), trained["student"](x).numpy())
 
 
 def test_channel_half_ratio_shrinks_the_dense_model(trained: dict[str, Any],

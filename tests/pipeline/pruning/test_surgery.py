@@ -13,6 +13,7 @@ from models.complexity import count_params
 from pipeline.errors import PruningError
 from pipeline.pruning.graph import analyse
 from pipeline.pruning.surgery import apply_keep
+from tests.float_tolerance import assert_float32_close
 
 TOPOLOGIES = {
     "sequential_cnn": lambda tools: tools.sequential_cnn(),
@@ -47,7 +48,7 @@ def test_pruning_dead_channels_keeps_outputs_exact(topology: str, weight_tools: 
             assert pruned.get_layer(producer).output.shape[-1] == len(kept)
     expected = model(inputs, training=False).numpy()
     actual = pruned(inputs, training=False).numpy()
-    assert np.max(np.abs(expected - actual)) < 1e-5
+    assert_float32_close(actual, expected)
 
 
 def test_pruning_live_channels_changes_outputs(weight_tools: Any) -> None:
