@@ -29,10 +29,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> objec
 
 
 # A tiny configuration of the whole flow, trained once per test session and shared by the
-# end-to-end tests (pipeline deploy, device targets): seconds instead of minutes.
+# end-to-end tests (pipeline deploy, device targets): seconds instead of minutes. Its
+# under-trained half-width model (about 0.70 top-1) has many test images near a decision
+# boundary: int8 costs it up to 9 of 1000 images (measured), close to the default 10, and
+# trained weights differ by CPU. A 3-point gate keeps the flow's tests about the flow; the
+# gate itself is tested at its boundary in tests/pipeline/test_validate.py.
 TINY_OVERRIDES = (
     "teacher.epochs=2", "student.epochs=2", "teacher.width=0.5", "student.width=0.5",
     "prune.finetune_epochs=1", "data.bundle_samples=40", "profile.runs=5", "profile.warmup=1",
+    "validate.max_accuracy_drop=3.0",
 )
 
 
