@@ -40,8 +40,8 @@ def litert_tool() -> Path:
 
 def build_model(folder: Path, size: int = 96) -> tuple[Path, Path]:
     """A small int8 CNN (3 conv blocks) + random normalised inputs."""
+    from devices.tf_env import keras
     from pipeline.conversion.tflite_converter import convert_tflite
-    from pipeline.tf_env import keras
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.layers.Input((size, size, 3))])

@@ -29,8 +29,8 @@ MACHINES = {"cortex-m4": "mps2-an386", "cortex-m7": "mps2-an500"}
 
 
 def convert_resnet8(width: float, folder: Path) -> tuple[Path, np.ndarray]:
+    from devices.tf_env import tf
     from models.registry import create_model
-    from pipeline.tf_env import tf
 
     tf.keras.utils.set_random_seed(0)
     model = create_model("resnet8", (32, 32, 3), 10, width=width)

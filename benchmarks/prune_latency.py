@@ -34,10 +34,10 @@ from typing import Any
 import numpy as np
 
 import models
+from devices.tf_env import keras
 from models.complexity import count_macs
 from pipeline.conversion.tflite_converter import convert_tflite
 from pipeline.pruning import magnitude, prune_channels
-from pipeline.tf_env import keras
 
 MODELS: dict[str, tuple[str, tuple[int, int, int], dict[str, Any]]] = {
     "seed_student": ("seed_student", (28, 28, 1), {"batch_norm": True}),

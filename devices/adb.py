@@ -29,8 +29,8 @@ from devices.base import (
 )
 from devices.bench_runner import parse_cpuinfo
 from devices.benchmark_model_parser import BenchmarkOutputError, parse_benchmark_output
+from devices.fsutil import sha256_file
 from devices.host import artifact_section, bundle_files, reference_top1
-from pipeline.fsutil import sha256_file
 
 log = logging.getLogger(__name__)
 

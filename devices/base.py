@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pipeline.errors import PipelineError
+from devices.bundle import INPUTS, MANIFEST
+from devices.errors import PipelineError
 
 SCHEMA = "edge-latency-report/1"
 
@@ -84,11 +85,11 @@ class Bundle:
 
     @property
     def manifest_path(self) -> Path:
-        return self.root / "manifest.json"
+        return self.root / MANIFEST
 
     @property
     def inputs_path(self) -> Path:
-        return self.root / "inputs.npz"
+        return self.root / INPUTS
 
 
 def empty_latency() -> dict[str, float | None]:
@@ -144,9 +145,38 @@ class DeviceAdapter(abc.ABC):
     Lifecycle: check() -> supports(artifact) -> deploy(bundle) -> benchmark(settings) ->
     cleanup(). check() fails fast with a DeviceError that says what is missing and how to
     fix it; cleanup() is safe to call more than once and after a failure.
+
+    The class methods are what the pipeline asks of an adapter before any device is
+    touched (docs/architecture.md, "Adapters"): extra bundle files, a note printed before
+    profiling, how the runs are described, which LiteRT kernels the device's accuracy must
+    match and what the latency line adds. The pipeline never names an adapter.
     """
 
     name: ClassVar[str]
+    # The device must reproduce the top-1 of LiteRT's "optimised" kernels, or, for C
+    # kernels that are bit-exact with them, of LiteRT's "reference" kernels.
+    accuracy_kernels: ClassVar[str] = "optimised"
+
+    @classmethod
+    def bundle_extras(cls, artifact: Path, samples: Any, scratch: Path) -> list[Path]:
+        """Files or folders the bundle carries beside the artifact, written under scratch."""
+        return []
+
+    @classmethod
+    def pre_profile_note(cls, profile: TargetProfile, artifact: Path) -> str | None:
+        return None
+
+    @classmethod
+    def describe_runs(cls, settings: BenchmarkSettings) -> str:
+        return (f"{settings.threads} thread(s), {settings.warmup} warm-up + "
+                f"{settings.runs} runs")
+
+    @classmethod
+    def latency_notes(cls, report: dict[str, Any]) -> list[str]:
+        """Lines the deploy output adds under the latency line: what is estimated."""
+        if report["target"].get("emulated"):
+            return ["note       emulated target: timings are the emulator's, not the device's"]
+        return []
 
     def __init__(self, profile: TargetProfile) -> None:
         self.profile = profile

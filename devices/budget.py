@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from devices.base import SCHEMA, Budget, TargetProfile
-from pipeline.errors import ArtifactError, ConfigError
+from devices.errors import ArtifactError, ConfigError
 
 DEFAULT_MAX_REGRESSION = 0.10
 

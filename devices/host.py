@@ -21,9 +21,9 @@ from devices.base import (
     LatencyReport,
     TargetProfile,
 )
-from pipeline.bundle import read_manifest
-from pipeline.errors import ArtifactError
-from pipeline.fsutil import sha256_file
+from devices.bundle import INPUTS, read_manifest
+from devices.errors import ArtifactError
+from devices.fsutil import sha256_file
 
 RUNNER_PATH = Path(__file__).resolve().with_name("bench_runner.py")
 
@@ -82,7 +82,7 @@ def _runner_error(stderr: str) -> dict | None:
 def bundle_files(bundle: Bundle) -> dict[str, Path]:
     """The files a device needs: artifact and inputs (their checksums were verified against
     the manifest by devices.profiling before deploy)."""
-    files = {bundle.artifact: bundle.artifact_path, "inputs.npz": bundle.inputs_path}
+    files = {bundle.artifact: bundle.artifact_path, INPUTS: bundle.inputs_path}
     for name, path in files.items():
         if not path.is_file():
             raise ArtifactError(f"bundle {bundle.root} has no {name} (hint: build it with "

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from devices.base import Budget, TargetProfile
+from devices.errors import ConfigError
+from devices.literals import parse_value
 from devices.registry import list_adapters
-from pipeline.config import parse_value
-from pipeline.errors import ConfigError
 
 PROFILE_DIR = Path(__file__).resolve().parent / "targets"
 

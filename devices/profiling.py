@@ -10,12 +10,10 @@ from pathlib import Path
 
 from devices.base import BenchmarkSettings, Bundle, DeviceError, TargetProfile
 from devices.budget import evaluate_budget
+from devices.bundle import LATENCY_REPORT, verify_bundle
+from devices.errors import ArtifactError
+from devices.fsutil import atomic_write_json
 from devices.registry import create_adapter
-from pipeline.bundle import verify_bundle
-from pipeline.errors import ArtifactError
-from pipeline.fsutil import atomic_write_json
-
-REPORT_NAME = "latency_report.json"
 
 
 def settings_for(
@@ -52,5 +50,5 @@ def profile_target(profile: TargetProfile, bundle_root: Path,
         adapter.cleanup()
     document = report.to_dict()
     document["budget"] = evaluate_budget(document, profile.budget).budget_section()
-    atomic_write_json(bundle.root / REPORT_NAME, document)
+    atomic_write_json(bundle.root / LATENCY_REPORT, document)
     return document

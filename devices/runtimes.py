@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import ArtifactError, RuntimeNotFoundError
+from devices.errors import ArtifactError, RuntimeNotFoundError
 
 ModelSource = Path | str | bytes
 BATCH_CHUNK = 256  # samples per invoke when the artifact has a dynamic batch dimension
@@ -61,9 +61,9 @@ TFLITE_RUNTIMES: tuple[TfliteRuntime, ...] = (
         lambda module: module.Interpreter,
         lambda module: getattr(module, "OpResolverType", None),
     ),
-    # TensorFlow is imported only through pipeline.tf_env (it pins the Keras flavour).
+    # TensorFlow is imported only through devices.tf_env (it pins the Keras flavour).
     TfliteRuntime(
-        "tensorflow", "pipeline.tf_env", "tensorflow",
+        "tensorflow", "devices.tf_env", "tensorflow",
         lambda module: _tensorflow_lite(module).Interpreter,
         lambda module: _tensorflow_lite(module).experimental.OpResolverType,
     ),

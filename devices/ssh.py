@@ -29,6 +29,8 @@ from devices.base import (
     LatencyReport,
     TargetProfile,
 )
+from devices.errors import ConfigError
+from devices.fsutil import sha256_file
 from devices.host import (
     RUNNER_PATH,
     RUNTIME_MODULES,
@@ -39,8 +41,6 @@ from devices.host import (
     run_runner_locally,
     runner_arguments,
 )
-from pipeline.errors import ConfigError
-from pipeline.fsutil import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.tf_env import keras
+from devices.tf_env import keras
 
 
 @dataclass(frozen=True)

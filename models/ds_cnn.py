@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from devices.tf_env import keras
 from models.layers import conv_block, depthwise_block
 from models.registry import register_model, scaled
-from pipeline.tf_env import keras
 
 # (pointwise filters, depthwise stride) per block
 BLOCKS: tuple[tuple[int, int], ...] = ((32, 2), (64, 1), (64, 1))

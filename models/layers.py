@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.tf_env import keras
+from devices.tf_env import keras
 
 # Keras' default 0.99 needs thousands of steps before the moving statistics settle; the
 # small datasets this pipeline targets train for a few hundred, so use a faster average.

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.errors import ModelError
+from devices.errors import ModelError
 
 ModelBuilder = Callable[..., Any]
 _BUILDERS: dict[str, ModelBuilder] = {}
@@ -21,6 +22,12 @@ def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
 
 def list_models() -> list[str]:
     return sorted(_BUILDERS)
+
+
+def model_options(name: str) -> frozenset[str]:
+    """The keyword options a model's builder takes (e.g. width, batch_norm)."""
+    parameters = inspect.signature(_BUILDERS[name]).parameters
+    return frozenset(parameters) - {"input_shape", "num_classes"}
 
 
 def model_description(name: str) -> str:

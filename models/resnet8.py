@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from devices.tf_env import keras
 from models.layers import conv_block
 from models.registry import register_model, scaled
-from pipeline.tf_env import keras
 
 
 def _residual_stack(x: Any, filters: int, strides: int, name: str) -> Any:

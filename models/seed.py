@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from devices.tf_env import keras
 from models.layers import conv_block
 from models.registry import register_model, scaled
-from pipeline.tf_env import keras
 
 
 def _seed_cnn(

@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devices.errors import ConfigError
 from pipeline.config import PipelineConfig, build_config
-from pipeline.errors import ConfigError
 from pipeline.plots import non_dominated
 
 ARM_LABELS = {
@@ -314,7 +314,8 @@ class Measurement:
 
 
 def read_measurement(dist_dir: Path, target: str) -> Measurement | None:
-    from pipeline.report import LATENCY_REPORT, MANIFEST, _final_stage, target_latency
+    from devices.bundle import LATENCY_REPORT, MANIFEST
+    from pipeline.report import _final_stage, target_latency
 
     folder = Path(dist_dir) / target
     if not (folder / LATENCY_REPORT).is_file() or not (folder / MANIFEST).is_file():

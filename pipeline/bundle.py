@@ -1,5 +1,5 @@
-"""Device bundles: dist/<target>/ with the artifact(s), labels.txt, inputs.npz and
-manifest.json (DESIGN.md "Outputs").
+"""Writes device bundles: dist/<target>/ with the artifact(s), labels.txt, inputs.npz and
+manifest.json (docs/architecture.md, "Contracts"); devices/bundle.py reads and verifies them.
 
 The bundle is assembled in a temp folder beside the final one and moved into place with
 one rename, so dist/ never holds half a bundle. Checksums in the manifest are computed
@@ -8,22 +8,19 @@ from the files as written.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from devices.bundle import INPUTS, LABELS, MANIFEST, file_records
+from devices.errors import ArtifactError, ExportError
+from devices.fsutil import atomic_directory, atomic_write_json
 from pipeline import __version__
 from pipeline.conversion.artifact_names import format_of
 from pipeline.conversion.tflite_inspect import io_quantization
-from pipeline.errors import ArtifactError, ExportError
-from pipeline.fsutil import atomic_directory, atomic_write_json, sha256_file
 
-MANIFEST = "manifest.json"
-LABELS = "labels.txt"
-INPUTS = "inputs.npz"
 REQUIRED_FIELDS = ("config_fingerprint", "dataset")
 
 
@@ -57,15 +54,6 @@ def _write_inputs(folder: Path, x_samples: np.ndarray, y_samples: np.ndarray) ->
             f"y {y.shape} (hint: pass the normalised test split)"
         )
     np.savez(folder / INPUTS, x=x, y=y)
-
-
-def _file_records(folder: Path) -> list[dict[str, Any]]:
-    return [
-        {"path": path.relative_to(folder).as_posix(), "sha256": sha256_file(path),
-         "bytes": path.stat().st_size}
-        for path in sorted(folder.rglob("*"))
-        if path.is_file() and path.relative_to(folder).as_posix() != MANIFEST
-    ]
 
 
 def _quantization_records(
@@ -113,7 +101,7 @@ def _manifest(
         "output": {"classes": len(labels), "dtype": "float32",
                    "quantization": output_quantization},
         "metrics": metrics,
-        "files": _file_records(folder),
+        "files": file_records(folder),
     }
 
 
@@ -151,46 +139,3 @@ def write_bundle(
         manifest = _manifest(folder, target, artifact_files, labels, x_shape, fields)
         atomic_write_json(folder / MANIFEST, manifest)
     return final
-
-
-def read_manifest(folder: Path) -> dict[str, Any]:
-    path = Path(folder) / MANIFEST
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ArtifactError(
-            f"bundle {folder} has no {MANIFEST} (hint: build it with `make artifacts`)"
-        ) from exc
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{path} is not valid JSON: {exc} (hint: rebuild the bundle)") from exc
-
-
-# Written into the bundle by profiling, after the manifest: not part of what ships.
-PROFILE_OUTPUTS = ("latency_report.json", "report.md")
-
-
-def verify_bundle(folder: Path, ignore: tuple[str, ...] = PROFILE_OUTPUTS) -> None:
-    """ArtifactError unless every file matches the manifest's sha256 and size, and no file
-    (but the profiling outputs) sits in the bundle without being listed."""
-    folder = Path(folder)
-    listed = {record["path"]: record for record in read_manifest(folder).get("files", [])}
-    problems = []
-    for relative, record in sorted(listed.items()):
-        path = folder / relative
-        if not path.is_file():
-            problems.append(f"{relative} is missing")
-        elif path.stat().st_size != record["bytes"]:
-            problems.append(
-                f"{relative} has {path.stat().st_size} bytes, expected {record['bytes']}"
-            )
-        elif sha256_file(path) != record["sha256"]:
-            problems.append(f"{relative} has sha256 {sha256_file(path)[:12]}..., expected "
-                            f"{record['sha256'][:12]}...")
-    present = {r["path"] for r in _file_records(folder)}
-    unlisted = sorted(present - set(listed) - set(ignore))
-    problems += [f"{extra} is not listed in the manifest" for extra in unlisted]
-    if problems:
-        raise ArtifactError(
-            f"bundle {folder} does not match its manifest: {'; '.join(problems)} "
-            "(hint: rebuild it with `make artifacts`)"
-        )

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import canonical_json
-from pipeline.fsutil import (
+from devices.fsutil import (
     atomic_directory,
     atomic_write_json,
     remove_dead_scratch,
     sha256_file,
 )
+from pipeline.config import canonical_json
 
 ENTRY_FILE = "entry.json"
 log = logging.getLogger("pipeline.cache")

@@ -9,9 +9,10 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from devices.bundle import LATENCY_REPORT
+from devices.errors import ConfigError, PipelineError
 from pipeline import __version__
 from pipeline.config import PipelineConfig, load_config
-from pipeline.errors import ConfigError, PipelineError
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -83,7 +84,8 @@ def command_deploy(args: argparse.Namespace) -> int:
 
 
 def command_profile(args: argparse.Namespace) -> int:
-    from pipeline.deploy import load_target, profile_bundle
+    from pipeline.deploy import load_target
+    from pipeline.profile import profile_bundle
 
     config = _config(args)
     outcome = profile_bundle(config, load_target(args.target, config), Path(args.dist_dir))
@@ -97,7 +99,7 @@ def command_check(args: argparse.Namespace) -> int:
     config = _config(args)
     profile = load_profile(args.target, overrides=dict(config.target_overrides))
     report = Path(args.report) if args.report else Path(args.dist_dir) / args.target / (
-        "latency_report.json"
+        LATENCY_REPORT
     )
     result = check_report_file(report, profile, Path(args.baseline) if args.baseline else None,
                                args.max_regression)

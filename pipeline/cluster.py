@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.errors import ConfigError, StageError
+from devices.errors import ConfigError, StageError
 
 
 @dataclass(frozen=True)

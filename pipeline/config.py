@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devices.errors import ConfigError
+from devices.literals import parse_value
 from pipeline.conversion.onnx_int8_schemes import DEFAULT_ONNX_INT8, ONNX_INT8_SCHEMES
-from pipeline.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.toml"
@@ -276,13 +277,3 @@ def _split_override(item: str) -> tuple[str, str]:
             "(hint: e.g. --set teacher.epochs=5)"
         )
     return key.strip(), value.strip()
-
-
-def parse_value(text: Any) -> Any:
-    """A TOML literal when the text is one (`4`, `2.5`, `true`, `["a"]`), else the text."""
-    if not isinstance(text, str):
-        return text
-    try:
-        return tomllib.loads(f"value = {text}")["value"]
-    except tomllib.TOMLDecodeError:
-        return text

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from devices.errors import DataError
 from pipeline.config import DataConfig
-from pipeline.errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm", ".ppm", ".tif", ".tiff"}
 
@@ -221,7 +221,7 @@ def load_cifar10(_: str = "") -> RawDataset:
 
 
 def _download_cifar10() -> None:
-    from pipeline.tf_env import keras
+    from devices.tf_env import keras
 
     try:
         keras.datasets.cifar10.load_data()
@@ -318,6 +318,6 @@ def load_folder(path_text: str) -> RawDataset:
 
 
 def _file_digest(path: Path) -> str:
-    from pipeline.fsutil import sha256_file
+    from devices.fsutil import sha256_file
 
     return sha256_file(path)[:16]

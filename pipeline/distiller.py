@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.tf_env import keras, tf
+from devices.tf_env import keras, tf
 
 
 def soft_term(teacher_logits: Any, student_logits: Any, temperature: float, loss_kind: str) -> Any:

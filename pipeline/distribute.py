@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from devices.errors import ConfigError
 from pipeline.config import DistributeConfig
-from pipeline.errors import ConfigError
 
 _strategy: Any = None
 _strategy_name: str | None = None
@@ -59,7 +59,7 @@ def cluster_role(environ: dict[str, str] | None = None) -> ClusterRole:
 
 
 def _multi_worker() -> Any:
-    from pipeline.tf_env import tf
+    from devices.tf_env import tf
 
     role = cluster_role()
     if role.workers < 1 or not os.environ.get("TF_CONFIG"):
@@ -71,13 +71,13 @@ def _multi_worker() -> Any:
 
 
 def _mirrored() -> Any:
-    from pipeline.tf_env import tf
+    from devices.tf_env import tf
 
     return tf.distribute.MirroredStrategy()
 
 
 def _default() -> Any:
-    from pipeline.tf_env import tf
+    from devices.tf_env import tf
 
     return tf.distribute.get_strategy()
 
@@ -99,7 +99,7 @@ def strategy_for(config: DistributeConfig) -> Any:
 
 
 def current_strategy() -> Any:
-    from pipeline.tf_env import tf
+    from devices.tf_env import tf
 
     return tf.distribute.get_strategy()
 

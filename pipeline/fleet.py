@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from devices.base import TargetProfile
+from devices.errors import ConfigError, PipelineError
+from devices.fsutil import atomic_directory
 from pipeline.config import PipelineConfig
-from pipeline.errors import ConfigError, PipelineError
-from pipeline.fsutil import atomic_directory
+from pipeline.profile import profile_bundle
 from pipeline.summary import format_table
 
 Echo = Callable[[str], None]
@@ -72,8 +73,6 @@ def copy_bundle(dist_dir: Path, source: str, device: str) -> None:
 def profile_fleet(
     config: PipelineConfig, profiles: list[TargetProfile], dist_dir: Path, echo: Echo = print,
 ) -> list[DeviceOutcome]:
-    from pipeline.deploy import profile_bundle
-
     lock = threading.Lock()
 
     def run(profile: TargetProfile) -> DeviceOutcome:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from pipeline.errors import ConfigError
+from devices.errors import ConfigError
 from pipeline.stage import Stage
 
 STAGE_MODULES: tuple[str, ...] = (

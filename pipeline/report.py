@@ -18,13 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devices.bundle import LATENCY_REPORT, MANIFEST
+from devices.errors import ArtifactError
+from devices.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
 from pipeline import plots
-from pipeline.errors import ArtifactError
-from pipeline.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 REPORT_SCHEMA = "edge-pipeline-report/1"
-MANIFEST = "manifest.json"
-LATENCY_REPORT = "latency_report.json"
 # manifest metrics key -> label, in the order the pipeline produces them
 STAGES: tuple[tuple[str, str], ...] = (
     ("teacher", "teacher"),
@@ -76,7 +75,7 @@ class Table:
 
 def load_bundles(dist_dir: Path) -> list[TargetBundle]:
     from devices.budget import read_report
-    from pipeline.bundle import read_manifest
+    from devices.bundle import read_manifest
 
     dist_dir = Path(dist_dir)
     folders = sorted(path.parent for path in dist_dir.glob(f"*/{MANIFEST}"))

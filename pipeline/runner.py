@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devices.errors import CacheError, ConfigError
 from pipeline import flow
 from pipeline.cache import CacheEntry, StageCache, cache_key
 from pipeline.config import PipelineConfig, section_to_dict
 from pipeline.data import Dataset, load_dataset
 from pipeline.distribute import cluster_role, strategy_for
-from pipeline.errors import CacheError, ConfigError
 from pipeline.stage import Stage, StageContext
 
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
+from devices.tf_env import keras, tf
 from pipeline.config import StudentConfig, TrainingSection
 from pipeline.data import Dataset
 from pipeline.distiller import Distiller
 from pipeline.distribute import replicas_in_sync
-from pipeline.tf_env import keras, tf
 
 AUGMENT_SHIFT_PIXELS = 2
 

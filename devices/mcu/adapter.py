@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from devices.base import BenchmarkSettings, Bundle, DeviceAdapter, DeviceError, LatencyReport
+from devices.base import BenchmarkSettings, Bundle, DeviceError, LatencyReport
+from devices.mcu.base import McuAdapter
 from devices.mcu.bit_exact import compare_outputs
 from devices.mcu.firmware_run import (
     PreparedFirmware,
@@ -32,7 +33,7 @@ from devices.mcu.toolchain import TOOLCHAIN_PACKAGES, require_tool
 DEFAULT_TIMEOUT_S = 300.0
 
 
-class McuQemuAdapter(DeviceAdapter):
+class McuQemuAdapter(McuAdapter):
     name = "mcu-qemu"
 
     def __init__(self, profile: Any) -> None:

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from pipeline.errors import ValidationError
+from devices.errors import ValidationError
 
 
 class BitExactnessError(ValidationError):

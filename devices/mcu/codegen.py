@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from devices.errors import ArtifactError
+from devices.fsutil import atomic_directory
 from devices.mcu.c_source import float_literal
 from devices.mcu.emitters import EMITTERS, EmitContext, EmittedOp
 from devices.mcu.graph import Graph, load_graph
@@ -21,8 +23,6 @@ from devices.mcu.memory_plan import MemoryPlan, plan_memory
 from devices.mcu.ops import graph_macs
 from devices.mcu.readiness import analyse_graph, require_ready
 from devices.runtimes import quantize_input
-from pipeline.errors import ArtifactError
-from pipeline.fsutil import atomic_directory
 
 KERNEL_FILES = ("mcu_kernels.c", "mcu_kernels.h")
 HERE = Path(__file__).resolve().parent

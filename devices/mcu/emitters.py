@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from devices.errors import ArtifactError
 from devices.mcu.c_source import const_array, struct_initialiser
 from devices.mcu.graph import Graph, Operator, Tensor
 from devices.mcu.ops import fused_activation
@@ -22,7 +23,6 @@ from devices.mcu.quantization import (
     per_channel_multipliers,
     quantize_multiplier,
 )
-from pipeline.errors import ArtifactError
 
 PADDING_SAME, PADDING_VALID = 0, 1
 

@@ -10,13 +10,13 @@ from typing import Any
 import numpy as np
 
 from devices.base import Bundle, DeviceError, TargetProfile
+from devices.errors import DataError
+from devices.fsutil import sha256_file
 from devices.mcu.codegen import GeneratedSources, generate_sources
 from devices.mcu.qemu_runner import run_firmware
 from devices.mcu.readiness import ReadinessReport, analyse, require_ready
 from devices.mcu.toolchain import HERE, Firmware, build_firmware, compile_elf
 from devices.runtimes import quantize_input
-from pipeline.errors import DataError
-from pipeline.fsutil import sha256_file
 
 INT8_ARTIFACT = "model_int8.tflite"
 

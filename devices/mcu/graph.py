@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import tflite
 
-from pipeline.errors import ArtifactError
+from devices.errors import ArtifactError
 
 # TensorType enum of the schema -> numpy dtype (only the types an int8 CNN graph holds).
 _TENSOR_DTYPES: dict[int, Any] = {

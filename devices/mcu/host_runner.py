@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from devices.errors import RuntimeNotFoundError, StageError
 from devices.mcu.codegen import GeneratedSources
-from pipeline.errors import RuntimeNotFoundError, StageError
 
 HOST_FLAGS = ("-std=c99", "-O1", "-fPIC", "-shared", "-ffp-contract=off", "-Wall", "-Werror")
 

@@ -11,10 +11,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devices.errors import BudgetError, PipelineError
 from devices.mcu.graph import Graph, Operator, load_graph
 from devices.mcu.memory_plan import MemoryPlan, plan_memory
 from devices.mcu.ops import FUSED_ACTIVATIONS, SUPPORTED_OPS, fused_activation
-from pipeline.errors import BudgetError, PipelineError
 
 # Data types an op may read or write on an int8 microcontroller graph. QUANTIZE may read
 # float32 and DEQUANTIZE may write it: those sit at the graph edges.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import RuntimeNotFoundError
+from devices.errors import RuntimeNotFoundError
 
 
 def reference_outputs(model: Path | bytes, samples: np.ndarray) -> np.ndarray:

@@ -18,8 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from devices.base import BenchmarkSettings, Bundle, DeviceAdapter, DeviceError, LatencyReport
+from devices.base import BenchmarkSettings, Bundle, DeviceError, LatencyReport
 from devices.mcu.adapter import build_report
+from devices.mcu.base import McuAdapter
 from devices.mcu.firmware_run import PreparedFirmware, prepare
 from devices.mcu.protocol import BenchOutput, ProtocolParser
 from devices.mcu.toolchain import TOOLCHAIN_PACKAGES, require_tool
@@ -28,7 +29,7 @@ START_BYTE = b"g"
 DEFAULT_TIMEOUT_S = 300.0
 
 
-class McuSerialAdapter(DeviceAdapter):
+class McuSerialAdapter(McuAdapter):
     name = "mcu-serial"
 
     def __init__(self, profile: Any) -> None:

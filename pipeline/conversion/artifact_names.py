@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.errors import ArtifactError
+from devices.errors import ArtifactError
 
 ARTIFACT_FILES: dict[tuple[str, str], str] = {
     ("tflite", "fp32"): "model.tflite",

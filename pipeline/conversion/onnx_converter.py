@@ -6,8 +6,8 @@ from typing import Any
 
 import onnx
 
-from pipeline.errors import ArtifactError, ExportError
-from pipeline.tf_env import tf  # before tf2onnx: it imports TensorFlow itself
+from devices.errors import ArtifactError, ExportError
+from devices.tf_env import tf  # before tf2onnx: it imports TensorFlow itself
 
 ONNX_INPUT_NAME = "input"
 

@@ -23,9 +23,9 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from devices.errors import ArtifactError, ExportError
 from pipeline.conversion.onnx_converter import check_onnx
 from pipeline.conversion.onnx_int8_schemes import OnnxInt8Scheme
-from pipeline.errors import ArtifactError, ExportError
 
 CALIBRATION_BATCH = 32
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from devices.errors import ExportError
+from devices.tf_env import tf
 from pipeline.conversion.tflite_inspect import check_fully_integer
-from pipeline.errors import ExportError
-from pipeline.tf_env import tf
 
 ConverterSetup = Callable[[Any, np.ndarray], None]
 

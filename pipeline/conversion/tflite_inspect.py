@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import tflite
 from tflite.utils import BUILTIN_OPCODE2NAME
 
+from devices.errors import ArtifactError, ExportError
 from pipeline.conversion.quantization import Quantization
-from pipeline.errors import ArtifactError, ExportError
 
 FILE_IDENTIFIER = b"TFL3"
 TENSOR_TYPE_NAMES: dict[int, str] = {

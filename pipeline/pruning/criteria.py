@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import PruningError
+from devices.errors import PruningError
+from devices.tf_env import keras
 from pipeline.pruning.graph import ChannelGroup, DependencyGraph
-from pipeline.tf_env import keras
 
 Scores = dict[int, np.ndarray]
 ScoreFunction = Callable[[Any, DependencyGraph, "np.ndarray | None"], Scores]

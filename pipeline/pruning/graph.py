@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.errors import PruningError
-from pipeline.tf_env import keras
+from devices.errors import PruningError
+from devices.tf_env import keras
 
 INPUT_ORIGIN = "<model input>"
 

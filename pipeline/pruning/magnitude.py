@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import tensorflow_model_optimization as tfmot
 
-from pipeline.errors import PruningError
-from pipeline.tf_env import keras
+from devices.errors import PruningError
+from devices.tf_env import keras
 
 sparsity_api = tfmot.sparsity.keras
 M_BY_N = (2, 4)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.tf_env import keras
+from devices.tf_env import keras
 
 BATCH = 128
 

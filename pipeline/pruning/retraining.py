@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from devices.errors import PruningError
+from devices.tf_env import keras
 from pipeline.config import StudentConfig
 from pipeline.data import Dataset
-from pipeline.errors import PruningError
-from pipeline.tf_env import keras
 from pipeline.training import train_classifier, train_distilled
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.errors import PruningError
+from devices.errors import PruningError
 
 Scores = dict[int, np.ndarray]
 RATIO_EPSILON = 1e-9  # 12 * (1 - 0.5 / 0.75) must count as 4 channels, not 3.999...

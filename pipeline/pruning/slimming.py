@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.errors import PruningError
-from pipeline.tf_env import keras, tf
+from devices.errors import PruningError
+from devices.tf_env import keras, tf
 
 
 def add_slimming_penalty(model: Any, penalty: float) -> int:

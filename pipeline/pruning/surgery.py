@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import PruningError
+from devices.errors import PruningError
+from devices.tf_env import keras
 from pipeline.pruning.graph import DependencyGraph
-from pipeline.tf_env import keras
 
 Index = np.ndarray | None  # None = keep every channel
 WeightSlicer = Callable[[list[np.ndarray], Index, Index], list[np.ndarray]]

@@ -18,14 +18,14 @@ import numpy as np
 import onnx
 
 from devices.bench_runner import cpu_facts
+from devices.errors import ExportError
+from devices.fsutil import atomic_write_bytes
 from pipeline.config import ExportConfig
 from pipeline.conversion import onnx_inspect, tflite_inspect
 from pipeline.conversion.artifact_names import artifact_file
 from pipeline.conversion.onnx_int8_schemes import ONNX_INT8_SCHEMES
 from pipeline.conversion.quantization import Quantization
 from pipeline.conversion.strip_wrappers import strip_training_wrappers
-from pipeline.errors import ExportError
-from pipeline.fsutil import atomic_write_bytes
 
 STAGE_VERSION = "3"
 

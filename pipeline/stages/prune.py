@@ -19,17 +19,17 @@ from typing import Any
 
 import numpy as np
 
+from devices.errors import PruningError
+from devices.tf_env import keras
 from models.complexity import count_macs, count_params
 from pipeline.config import PruneConfig, StudentConfig
 from pipeline.data import Dataset
-from pipeline.errors import PruningError
 from pipeline.pruning import magnitude
 from pipeline.pruning.channel import prune_channels
 from pipeline.pruning.recalibration import recalibrate_batch_norm
 from pipeline.pruning.retraining import RetrainSettings, retrain
 from pipeline.pruning.slimming import add_slimming_penalty
 from pipeline.stage import MODEL_FILE, Stage, StageContext, load_model, uncompiled_copy
-from pipeline.tf_env import keras
 from pipeline.training import top1
 
 WIDTH_LAYERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)

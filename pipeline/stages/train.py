@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from models import create_model
+from models import create_model, model_options
 from models.complexity import count_macs, count_params
 from pipeline.data import Dataset
 from pipeline.distribute import describe
@@ -34,7 +34,7 @@ def build_for(section: Any, dataset: Dataset, seed: int | None = None) -> Any:
     if seed is not None:
         seed_everything(seed)
     options: dict[str, Any] = {"width": section.width}
-    if section.model.startswith("seed_"):
+    if "batch_norm" in model_options(section.model):  # the others have it built in or none
         options["batch_norm"] = section.batch_norm
     return create_model(section.model, dataset.input_shape, dataset.num_classes, **options)
 

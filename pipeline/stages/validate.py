@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 
 from devices.bench_runner import cpu_facts
+from devices.errors import ArtifactError, ValidationError
+from devices.fsutil import sha256_file
 from devices.runtimes import RuntimeInfo, load_onnx_session, load_tflite_interpreter, run_onnx
 from devices.runtimes import run_tflite as run_interpreter
 from pipeline.config import ValidateConfig
@@ -27,8 +29,6 @@ from pipeline.conversion.artifact_names import FLOAT_PRECISIONS, format_of
 from pipeline.conversion.onnx_converter import check_onnx
 from pipeline.conversion.onnx_inspect import onnx_precision
 from pipeline.conversion.tflite_inspect import tflite_precision
-from pipeline.errors import ArtifactError, ValidationError
-from pipeline.fsutil import sha256_file
 from pipeline.stages.export import ExportResult
 
 STAGE_VERSION = "2"

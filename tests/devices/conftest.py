@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.fsutil import sha256_file
+from devices.fsutil import sha256_file
 
 IMAGE_SHAPE = (8, 8, 1)
 CLASSES = 3
@@ -71,8 +71,8 @@ def _tiny_onnx(path: Path, seed: int) -> None:
 
 
 def _train_and_convert(root: Path) -> None:
+    from devices.tf_env import keras
     from pipeline.conversion.tflite_converter import convert_tflite
-    from pipeline.tf_env import keras
 
     keras.utils.set_random_seed(0)
     train_x, train_y = synthetic_images(600, seed=1)

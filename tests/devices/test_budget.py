@@ -14,8 +14,8 @@ from devices.budget import (
     format_check_table,
     parse_max_regression,
 )
+from devices.errors import ArtifactError, ConfigError
 from devices.profiles import load_profile
-from pipeline.errors import ArtifactError, ConfigError
 
 
 def make_report(median=10.0, p90=12.0, top1=0.9, peak_rss_mb=50.0, emulated=False,

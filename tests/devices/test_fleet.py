@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from devices.errors import ConfigError
 from devices.profiles import load_profile
 from pipeline.config import load_config
-from pipeline.errors import ConfigError
 from pipeline.fleet import (
     copy_bundle,
     device_profiles,

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from devices.base import LATENCY_KEYS, REPORT_KEYS, SCHEMA, BenchmarkSettings, Budget, DeviceError
+from devices.errors import ArtifactError
+from devices.fsutil import sha256_file
 from devices.profiles import load_profile
 from devices.profiling import profile_target, settings_for
 from devices.registry import create_adapter
-from pipeline.errors import ArtifactError
-from pipeline.fsutil import sha256_file
 
 SETTINGS = BenchmarkSettings(warmup=2, runs=10, threads=1)
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from devices.errors import ConfigError
 from devices.profiles import list_profiles, load_profile, profile_names
 from devices.registry import list_adapters
-from pipeline.errors import ConfigError
 
 SHIPPED = ["host", "phone", "rpi", "rpi-emu"]
 

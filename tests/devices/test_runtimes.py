@@ -10,6 +10,7 @@ import types
 import numpy as np
 import pytest
 
+from devices.errors import ArtifactError, RuntimeNotFoundError
 from devices.runtimes import (
     dequantize,
     load_onnx_session,
@@ -18,15 +19,14 @@ from devices.runtimes import (
     run_onnx,
     run_tflite,
 )
+from devices.tf_env import keras
 from pipeline.conversion.onnx_converter import convert_onnx
 from pipeline.conversion.tflite_converter import convert_tflite
-from pipeline.errors import ArtifactError, RuntimeNotFoundError
-from pipeline.tf_env import keras
 from tests.float_tolerance import assert_float32_close
 
 LITERT_MODULES = ("ai_edge_litert", "ai_edge_litert.interpreter")
 TFLITE_RUNTIME_MODULES = ("tflite_runtime", "tflite_runtime.interpreter")
-TENSORFLOW_MODULES = ("pipeline.tf_env", "tensorflow")
+TENSORFLOW_MODULES = ("devices.tf_env", "tensorflow")
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from devices.base import BenchmarkSettings, Bundle, DeviceError
+from devices.fsutil import sha256_file
 from devices.profiles import load_profile
 from devices.profiling import profile_target
 from devices.registry import create_adapter
 from devices.ssh import SshTransport
-from pipeline.fsutil import sha256_file
 
 pytestmark = pytest.mark.sshd
 

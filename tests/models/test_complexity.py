@@ -2,8 +2,8 @@
 
 import pytest
 
+from devices.tf_env import keras
 from models.complexity import count_macs, layer_costs
-from pipeline.tf_env import keras
 
 
 def _costs(*layers: keras.layers.Layer, input_shape: tuple) -> dict:

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
+from devices.errors import ModelError
+from devices.tf_env import keras
 from models import create_model, list_models
 from models.complexity import count_macs, count_params
-from pipeline.errors import ModelError
-from pipeline.tf_env import keras
 
 
 @pytest.mark.parametrize("name", list_models())

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from devices.base import Budget, TargetProfile
+from devices.errors import ConfigError
 from pipeline.advisor import (
     ArmRecord,
     _arm_overrides,
@@ -22,7 +23,6 @@ from pipeline.advisor import (
     solve_prune_ratio,
 )
 from pipeline.config import PipelineConfig
-from pipeline.errors import ConfigError
 
 DISTILL = ArmRecord("distill", top1=0.972, params=20_010, macs=2_311_680, bytes=24_600,
                     latency_ms=640.0)

@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from devices.bundle import verify_bundle
+from devices.errors import ArtifactError, ExportError
+from devices.tf_env import keras
 from pipeline import __version__
-from pipeline.bundle import verify_bundle, write_bundle
+from pipeline.bundle import write_bundle
 from pipeline.config import ExportConfig, ValidateConfig
-from pipeline.errors import ArtifactError, ExportError
 from pipeline.stages.export import run_export
 from pipeline.stages.validate import run_validate
-from pipeline.tf_env import keras
 
 LABELS = ["zero", "one", "two"]
 FIELDS = {

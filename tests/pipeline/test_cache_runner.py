@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from devices.errors import ConfigError
 from pipeline.cache import StageCache, cache_key
 from pipeline.config import load_config
-from pipeline.errors import ConfigError
 from pipeline.runner import Runner
 from pipeline.stage import Stage, StageContext, load_model
 from pipeline.training import top1

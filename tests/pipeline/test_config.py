@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from devices.errors import ConfigError
 from pipeline.config import CONFIG_DIR, DEFAULT_CONFIG, PipelineConfig, load_config
-from pipeline.errors import ConfigError
 
 
 def test_default_file_loads_into_frozen_typed_sections() -> None:

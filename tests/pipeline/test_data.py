@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from devices.errors import DataError
 from pipeline.config import DataConfig
 from pipeline.data import list_datasets, load_dataset
-from pipeline.errors import DataError
 
 
 def test_mnist5k_is_shuffled_stratified_and_normalised() -> None:

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from devices.bench_runner import cpu_facts
+from devices.errors import ArtifactError
+from devices.fsutil import sha256_file
 from pipeline.config import load_config
 from pipeline.conversion.tflite_inspect import constant_bytes
 from pipeline.deploy import build_artifacts, deploy
-from pipeline.errors import ArtifactError
-from pipeline.fsutil import sha256_file
 from pipeline.report import write_reports
 
 

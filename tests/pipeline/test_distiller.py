@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from devices.tf_env import keras, tf
 from pipeline.distiller import Distiller, distillation_loss
-from pipeline.tf_env import keras, tf
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from devices.errors import ConfigError
 from pipeline.cluster import run_local_cluster, tf_config
 from pipeline.config import load_config
 from pipeline.distribute import cluster_role
-from pipeline.errors import ConfigError
 from pipeline.runner import Runner
 from pipeline.stage import load_model
 from pipeline.training import top1

@@ -10,14 +10,14 @@ import numpy as np
 import onnx
 import pytest
 
+from devices.errors import ExportError
 from devices.runtimes import load_tflite_interpreter, run_onnx, run_tflite
+from devices.tf_env import keras, tf
 from models import create_model, list_models
 from pipeline.config import ExportConfig
 from pipeline.conversion.onnx_inspect import onnx_precision
 from pipeline.conversion.tflite_inspect import check_fully_integer, float_ops, tflite_precision
-from pipeline.errors import ExportError
 from pipeline.stages.export import ExportResult, run_export
-from pipeline.tf_env import keras, tf
 from tests.float_tolerance import assert_float32_close
 
 EXPECTED_FILES = {

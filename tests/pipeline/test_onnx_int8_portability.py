@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from devices.tf_env import keras
 from pipeline.config import ExportConfig
 from pipeline.stages.export import run_export
-from pipeline.tf_env import keras
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER = ROOT / "devices" / "bench_runner.py"

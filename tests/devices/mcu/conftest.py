@@ -36,8 +36,8 @@ def _samples(seed: int, count: int = 40) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _zoo_model(name: str, width: float, seed: int, folder: Path) -> ConvertedModel:
+    from devices.tf_env import tf
     from models.registry import create_model
-    from pipeline.tf_env import tf
 
     tf.keras.utils.set_random_seed(seed)
     model = create_model(name, INPUT_SHAPE, CLASSES, width=width)
@@ -65,7 +65,7 @@ def ds_student_int8(model_folder: Path) -> ConvertedModel:
 @pytest.fixture(scope="session")
 def small_cnn_int8(model_folder: Path) -> ConvertedModel:
     """conv -> max pool -> depthwise -> average pool -> flatten -> dense, with ReLU6."""
-    from pipeline.tf_env import keras, tf
+    from devices.tf_env import keras, tf
 
     tf.keras.utils.set_random_seed(3)
     inputs = keras.Input(INPUT_SHAPE)

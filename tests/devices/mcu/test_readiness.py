@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import tflite
 
+from devices.errors import BudgetError
 from devices.mcu import tflite_builder as fb
 from devices.mcu.readiness import UnsupportedOperatorError, analyse, ready_or_raise
-from pipeline.errors import BudgetError
 
 OP = tflite.BuiltinOperator
 OPTIONS = tflite.BuiltinOptions

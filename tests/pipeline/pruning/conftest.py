@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from devices.tf_env import keras
 from pipeline.pruning.graph import DependencyGraph
 from pipeline.pruning.surgery import input_rows
-from pipeline.tf_env import keras
 
 
 def sequential_cnn(input_shape: tuple[int, int, int] = (12, 12, 2)) -> Any:

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 import models
-from pipeline.errors import PruningError
+from devices.errors import PruningError
+from devices.tf_env import keras
 from pipeline.pruning import prune_channels
 from pipeline.pruning.recalibration import recalibrate_batch_norm
 from pipeline.pruning.slimming import add_slimming_penalty
-from pipeline.tf_env import keras
 
 
 def test_recalibration_sets_moving_statistics_to_the_inputs(weight_tools: Any) -> None:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import models
-from pipeline.errors import PruningError
+from devices.errors import PruningError
+from devices.tf_env import keras
 from pipeline.pruning import CRITERIA, analyse, get_criterion, prune_channels
-from pipeline.tf_env import keras
 
 
 def _set_filter_norms(layer: Any, norms: list[float]) -> None:

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 import models
-from pipeline.errors import PruningError
+from devices.errors import PruningError
+from devices.tf_env import keras
 from pipeline.pruning.graph import analyse
-from pipeline.tf_env import keras
 
 
 def _summary(model: Any) -> dict[tuple[str, ...], tuple[int, tuple[str, ...], tuple[str, ...]]]:

@@ -10,9 +10,9 @@ import pytest
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_utils
 
 import models
-from pipeline.errors import PruningError
+from devices.errors import PruningError
+from devices.tf_env import tf
 from pipeline.pruning import magnitude
-from pipeline.tf_env import tf
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 import models
+from devices.errors import PruningError
+from devices.tf_env import keras
 from pipeline.config import PruneConfig, StudentConfig
-from pipeline.errors import PruningError
 from pipeline.pruning import prune_channels
 from pipeline.stages.prune import run_prune
-from pipeline.tf_env import keras
 from pipeline.training import train_classifier, train_distilled
 from tests.float_tolerance import assert_float32_close
 

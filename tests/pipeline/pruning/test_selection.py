@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.errors import PruningError
+from devices.errors import PruningError
 from pipeline.pruning.selection import SelectionRule, rounded_count, select_channels
 
 SCORES = {

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import models
+from devices.errors import PruningError
 from models.complexity import count_params
-from pipeline.errors import PruningError
 from pipeline.pruning.graph import analyse
 from pipeline.pruning.surgery import apply_keep
 from tests.float_tolerance import assert_float32_close

@@ -2,7 +2,7 @@
 
 tensorflow-model-optimization needs Keras 2 (`tf_keras`), and TensorFlow picks the Keras
 flavour at import time, so the variable must be set before the first `import tensorflow`.
-Every module that needs TF does `from pipeline.tf_env import tf, keras`.
+Every module that needs TF does `from devices.tf_env import tf, keras`.
 """
 
 import os

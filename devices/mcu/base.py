@@ -1,0 +1,43 @@
+"""What both microcontroller adapters (`mcu-qemu`, `mcu-serial`) tell the pipeline: their
+bundles carry the generated C sources, their accuracy reference is LiteRT's reference
+kernels (which the C kernels match bit for bit), a readiness report precedes profiling,
+each bundled sample runs once (instruction counts are exact, so warm-up and repetition do
+not apply), and the latency line adds the instruction count and its time estimate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from devices.base import BenchmarkSettings, DeviceAdapter, TargetProfile
+
+
+class McuAdapter(DeviceAdapter):
+    accuracy_kernels = "reference"
+
+    @classmethod
+    def bundle_extras(cls, artifact: Path, samples: Any, scratch: Path) -> list[Path]:
+        from devices.mcu.codegen import generate_sources  # deferred: only when bundling
+
+        folder = scratch / "model"
+        generate_sources(artifact, folder, inputs=samples)
+        return [folder]
+
+    @classmethod
+    def pre_profile_note(cls, profile: TargetProfile, artifact: Path) -> str | None:
+        from devices.mcu.readiness import analyse  # deferred: only when profiling
+
+        return analyse(artifact, profile.budget.flash_kb, profile.budget.ram_kb).to_text()
+
+    @classmethod
+    def describe_runs(cls, settings: BenchmarkSettings) -> str:
+        return "every bundled sample once"
+
+    @classmethod
+    def latency_notes(cls, report: dict[str, Any]) -> list[str]:
+        instructions = report.get("instructions")
+        if not instructions:
+            return super().latency_notes(report)
+        return [f"instr.     {instructions['count']:,} per inference, "
+                f"{instructions['per_mac']:.2f} per MAC, est. {instructions['est_ms']:.2f} ms "
+                f"at {instructions['clock_mhz']} MHz (estimate: instruction-accurate emulator)"]
