@@ -16,6 +16,7 @@ import os
 import re
 import shlex
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from devices.bench_runner import parse_cpuinfo
 from devices.benchmark_model_parser import BenchmarkOutputError, parse_benchmark_output
 from devices.fsutil import sha256_file
 from devices.host import artifact_section, bundle_files, reference_top1
+from devices.sections import bounded
 
 log = logging.getLogger(__name__)
 
@@ -52,18 +54,29 @@ DEVICE_STATES: dict[str, str] = {
 }
 
 
+@dataclass(frozen=True)
+class AdbConnection:
+    serial: str = ""  # empty = the only device attached
+    benchmark_model: str = ""  # local path of the benchmark_model binary
+    device_dir: str = "/data/local/tmp"  # where mktemp creates the working folder
+    taskset_mask: str = ""  # CPUs to pin to, e.g. "f0"; empty = no pinning
+    command_timeout_s: float = bounded(600.0, 1.0)
+    adb: str = "adb"  # the adb client
+
+
 class AdbAdapter(DeviceAdapter):
     name = "adb"
+    Connection = AdbConnection
 
     def __init__(self, profile: TargetProfile) -> None:
         super().__init__(profile)
-        connection = profile.connection
-        self.serial = str(connection.get("serial", ""))
-        self.binary = os.path.expanduser(str(connection.get("benchmark_model", "")))
-        self.device_dir = str(connection.get("device_dir", "/data/local/tmp"))
-        self.taskset_mask = str(connection.get("taskset_mask", ""))
-        self.timeout = float(connection.get("command_timeout_s", 600))
-        self.adb = str(connection.get("adb", "adb"))
+        connection: AdbConnection = profile.connection
+        self.serial = connection.serial
+        self.binary = os.path.expanduser(connection.benchmark_model)
+        self.device_dir = connection.device_dir
+        self.taskset_mask = connection.taskset_mask
+        self.timeout = connection.command_timeout_s
+        self.adb = connection.adb
         self.where = f"{profile.name} ({self.serial or 'adb'})"
         self.workdir: str | None = None
         self.bundle: Bundle | None = None

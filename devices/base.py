@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from devices.bundle import INPUTS, MANIFEST
 from devices.errors import PipelineError
+from devices.sections import bounded, choice
 
 SCHEMA = "edge-latency-report/1"
 
@@ -32,12 +33,19 @@ class DeviceError(PipelineError):
 
 @dataclass(frozen=True)
 class Budget:
-    latency_ms: float | None = None
-    latency_stat: str = "median"  # "median" or "p90"
-    min_accuracy: float | None = None
-    flash_kb: float | None = None
-    ram_kb: float | None = None
-    max_regression: float | None = None  # fraction, against a baseline report
+    """A target profile's [budget]: every limit optional (None = no limit)."""
+
+    latency_ms: float | None = bounded(None, 0.0)
+    latency_stat: str = choice("median", "median", "p90")
+    min_accuracy: float | None = bounded(None, 0.0, 1.0)
+    flash_kb: float | None = bounded(None, 0.0)
+    ram_kb: float | None = bounded(None, 0.0)
+    max_regression: float | None = bounded(None, 0.0)  # fraction, against a baseline report
+
+
+@dataclass(frozen=True)
+class NoSettings:
+    """An adapter's [connection] or [extra] that takes no keys."""
 
 
 @dataclass(frozen=True)
@@ -51,9 +59,9 @@ class TargetProfile:
     artifact_precision: str  # "fp32" | "fp16" | "dynamic" | "int8"
     runtime: str  # "litert" | "onnxruntime" | "benchmark_model" | "c"
     threads: int
-    connection: dict[str, Any] = field(default_factory=dict)
+    connection: Any = NoSettings()  # the adapter's Connection dataclass
     budget: Budget = Budget()
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: Any = NoSettings()  # the adapter's Extra dataclass
     needs: str = ""  # what the user needs to run it, shown by `make targets`
 
     @property
@@ -153,6 +161,9 @@ class DeviceAdapter(abc.ABC):
     """
 
     name: ClassVar[str]
+    # The typed [connection] and [extra] sections of this adapter's target profiles.
+    Connection: ClassVar[type] = NoSettings
+    Extra: ClassVar[type] = NoSettings
     # The device must reproduce the top-1 of LiteRT's "optimised" kernels, or, for C
     # kernels that are bit-exact with them, of LiteRT's "reference" kernels.
     accuracy_kernels: ClassVar[str] = "optimised"

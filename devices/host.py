@@ -10,6 +10,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from devices.base import (
 from devices.bundle import INPUTS, read_manifest
 from devices.errors import ArtifactError
 from devices.fsutil import sha256_file
+from devices.sections import bounded
 
 RUNNER_PATH = Path(__file__).resolve().with_name("bench_runner.py")
 
@@ -143,8 +145,14 @@ def run_runner_locally(python: list[str], model: Path, inputs: Path,
     return parse_runner_output(where, result.returncode, result.stdout, result.stderr)
 
 
+@dataclass(frozen=True)
+class HostConnection:
+    timeout_s: float = bounded(600.0, 1.0)  # the runner subprocess is killed after this long
+
+
 class HostAdapter(DeviceAdapter):
     name = "host"
+    Connection = HostConnection
 
     def __init__(self, profile: TargetProfile) -> None:
         super().__init__(profile)
@@ -176,7 +184,7 @@ class HostAdapter(DeviceAdapter):
         if self.bundle is None:
             raise DeviceError(f"{self.profile.name}: benchmark() before deploy() "
                               "(hint: call deploy(bundle) first)")
-        timeout = float(self.profile.connection.get("timeout_s", 600))
+        timeout = self.profile.connection.timeout_s
         document = run_runner_locally([sys.executable], self.bundle.artifact_path,
                                       self.bundle.inputs_path, settings, timeout,
                                       self.profile.name)

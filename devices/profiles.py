@@ -2,32 +2,48 @@
 
 Connection settings come from three places, later ones winning: the TOML file, the
 environment (each profile's `[connection] env = { host = "RPI_HOST", ... }` names the
-variable of each key), and `--set section.key=value` overrides.
+variable of each key), and `--set section.key=value` overrides. Every section is typed
+(devices/sections.py): [artifact], [runtime] and [budget] here, [connection] and [extra]
+by the adapter (`DeviceAdapter.Connection`, `.Extra`), so an unknown key is refused by
+name, as in the pipeline config.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
+import typing
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devices.base import Budget, TargetProfile
+from devices.base import Budget, DeviceAdapter, TargetProfile
 from devices.errors import ConfigError
 from devices.literals import parse_value
-from devices.registry import list_adapters
+from devices.registry import adapter_class, list_adapters
+from devices.sections import bounded, build_section, check_value, field_names, required_choice
 
 PROFILE_DIR = Path(__file__).resolve().parent / "targets"
 
 ARTIFACT_FORMATS = ("tflite", "onnx", "c")
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
 RUNTIMES = ("litert", "onnxruntime", "benchmark_model", "c")
-LATENCY_STATS = ("median", "p90")
 SECTIONS = ("name", "description", "adapter", "needs", "artifact", "runtime", "connection",
             "budget", "extra")
-BUDGET_FIELDS = {item.name for item in fields(Budget)}
+
+
+@dataclass(frozen=True)
+class ArtifactSection:
+    format: str = required_choice(*ARTIFACT_FORMATS)
+    precision: str = required_choice(*PRECISIONS)
+
+
+@dataclass(frozen=True)
+class RuntimeSection:
+    name: str = required_choice(*RUNTIMES)
+    threads: int = bounded(1, 1, 1024)
 
 
 def profile_names() -> list[str]:
@@ -57,10 +73,15 @@ def load_profile(
     path = _profile_path(name_or_path)
     document = _read_toml(path)
     label = path.stem
-    _apply_environment(document, environ, label)
+    adapter = document.get("adapter")
+    if adapter not in list_adapters():
+        raise ConfigError(f"{label}: adapter = {adapter!r}; expected one of "
+                          f"{', '.join(list_adapters())} (hint: see devices/targets/)")
+    sections = _section_classes(adapter_class(adapter))
+    _apply_environment(document, sections["connection"], environ, label)
     for key, value in (overrides or {}).items():
-        _apply_override(document, key, value, label)
-    return _build_profile(document, label)
+        _apply_override(document, sections, key, value, label)
+    return _build_profile(document, adapter, label)
 
 
 def _profile_path(name_or_path: str | Path) -> Path:
@@ -87,116 +108,74 @@ def _read_toml(path: Path) -> dict[str, Any]:
                           "(hint: compare with devices/targets/host.toml)") from exc
 
 
-def _apply_environment(document: dict, environ: Mapping[str, str], label: str) -> None:
+def _section_classes(adapter: type[DeviceAdapter]) -> dict[str, type]:
+    return {"artifact": ArtifactSection, "runtime": RuntimeSection, "budget": Budget,
+            "connection": adapter.Connection, "extra": adapter.Extra}
+
+
+def _from_text(cls: type, key: str, text: str) -> Any:
+    """A value given as text (environment, --set) typed as the section field wants it."""
+    hints = typing.get_type_hints(cls)
+    return text if hints.get(key) is str else parse_value(text)
+
+
+def _apply_environment(document: dict, connection_cls: type, environ: Mapping[str, str],
+                       label: str) -> None:
     connection = document.setdefault("connection", {})
-    variables = connection.get("env", {})
+    variables = connection.pop("env", {})
     if not isinstance(variables, dict):
         raise ConfigError(f"{label}: connection.env must be a table of key = \"VARIABLE\" "
                           "(hint: env = { host = \"RPI_HOST\" })")
     for key, variable in variables.items():
+        if key not in field_names(connection_cls):
+            raise ConfigError(f"{label}: connection.env names {key!r}, which is not a "
+                              f"connection key; expected one of "
+                              f"{', '.join(field_names(connection_cls))}")
         value = environ.get(str(variable), "")
         if value != "":
-            connection[key] = _coerce_like(connection.get(key), value, f"{variable}", label)
+            connection[key] = _from_text(connection_cls, key, value)
+            _check_one(connection_cls, key, connection[key],
+                       f"{label}: {variable} (connection.{key})")
 
 
-def _apply_override(document: dict, key: str, value: str, label: str) -> None:
+def _check_one(cls: type, key: str, value: Any, where: str) -> None:
+    spec = next(f for f in dataclasses.fields(cls) if f.name == key)
+    check_value(where, typing.get_type_hints(cls)[key], spec.metadata, value)
+
+
+def _apply_override(document: dict, sections: dict[str, type], key: str, value: str,
+                    label: str) -> None:
     section, _, field_name = key.partition(".")
-    if not field_name or section not in ("artifact", "runtime", "connection", "budget", "extra"):
+    if not field_name or section not in sections:
         raise ConfigError(f"{label}: cannot override {key!r}; expected section.key with "
-                          "section one of artifact, runtime, connection, budget, extra "
+                          f"section one of {', '.join(sections)} "
                           "(hint: --set target.connection.host=10.0.0.5)")
     table = document.setdefault(section, {})
-    table[field_name] = parse_value(value) if not isinstance(table.get(field_name), str) \
-        else value
+    table[field_name] = _from_text(sections[section], field_name, value)
 
 
-def _coerce_like(current: Any, text: str, source: str, label: str) -> Any:
-    if isinstance(current, bool):
-        if text.lower() in ("1", "true", "yes"):
-            return True
-        if text.lower() in ("0", "false", "no"):
-            return False
-    elif isinstance(current, int):
-        try:
-            return int(text)
-        except ValueError:
-            pass
-    else:
-        return text
-    raise ConfigError(f"{label}: {source}={text!r} is not a {type(current).__name__} "
-                      "(hint: fix the environment variable)")
-
-
-def _require(table: dict, key: str, kind: type, label: str, where: str) -> Any:
-    if key not in table:
-        raise ConfigError(f"{label}: missing `{key}` in {where} (hint: see devices/targets/)")
-    return _check_type(table[key], kind, label, f"{where}.{key}")
-
-
-def _check_type(value: Any, kind: type | tuple, label: str, where: str) -> Any:
-    if isinstance(value, bool) and kind in (int, float, (int, float)):
-        ok = False
-    elif kind is float:
-        ok = isinstance(value, int | float)
-    else:
-        ok = isinstance(value, kind)
-    if not ok:
-        expected = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise ConfigError(f"{label}: {where} = {value!r} should be a {expected} "
-                          "(hint: see devices/targets/host.toml)")
-    return float(value) if kind is float else value
-
-
-def _choice(value: str, choices: tuple[str, ...], label: str, where: str) -> str:
-    if value not in choices:
-        raise ConfigError(f"{label}: {where} = {value!r}; expected one of {', '.join(choices)}")
+def _text(document: dict, key: str, label: str) -> str:
+    value = document.get(key, label if key == "name" else "")
+    if not isinstance(value, str):
+        raise ConfigError(f"{label}: {key} = {value!r} has the wrong type; expected str")
     return value
 
 
-def _build_budget(table: dict, label: str) -> Budget:
-    unknown = set(table) - BUDGET_FIELDS
-    if unknown:
-        raise ConfigError(f"{label}: unknown budget key(s) {', '.join(sorted(unknown))}; "
-                          f"expected {', '.join(sorted(BUDGET_FIELDS))}")
-    values: dict[str, Any] = {}
-    for key, value in table.items():
-        if key == "latency_stat":
-            values[key] = _choice(_check_type(value, str, label, "budget.latency_stat"),
-                                  LATENCY_STATS, label, "budget.latency_stat")
-        else:
-            values[key] = _check_type(value, float, label, f"budget.{key}")
-            if values[key] < 0:
-                raise ConfigError(f"{label}: budget.{key} = {value} must be >= 0")
-    return Budget(**values)
-
-
-def _build_profile(document: dict, label: str) -> TargetProfile:
+def _build_profile(document: dict, adapter: str, label: str) -> TargetProfile:
     unknown = set(document) - set(SECTIONS)
     if unknown:
         raise ConfigError(f"{label}: unknown key(s) {', '.join(sorted(unknown))}; expected "
                           f"{', '.join(SECTIONS)}")
-    artifact = _check_type(document.get("artifact", {}), dict, label, "[artifact]")
-    runtime = _check_type(document.get("runtime", {}), dict, label, "[runtime]")
-    adapter = _choice(_require(document, "adapter", str, label, "profile"), tuple(
-        list_adapters()), label, "adapter")
-    threads = _check_type(runtime.get("threads", 1), int, label, "runtime.threads")
-    if threads < 1:
-        raise ConfigError(f"{label}: runtime.threads = {threads} must be >= 1")
+    sections = {
+        name: build_section(f"{label}: {name}", cls, document.get(name, {}))
+        for name, cls in _section_classes(adapter_class(adapter)).items()
+    }
     return TargetProfile(
-        name=_check_type(document.get("name", label), str, label, "name"),
-        adapter=adapter,
-        description=_check_type(document.get("description", ""), str, label, "description"),
-        artifact_format=_choice(_require(artifact, "format", str, label, "artifact"),
-                                ARTIFACT_FORMATS, label, "artifact.format"),
-        artifact_precision=_choice(_require(artifact, "precision", str, label, "artifact"),
-                                   PRECISIONS, label, "artifact.precision"),
-        runtime=_choice(_require(runtime, "name", str, label, "runtime"), RUNTIMES, label,
-                        "runtime.name"),
-        threads=threads,
-        connection=dict(_check_type(document.get("connection", {}), dict, label,
-                                    "[connection]")),
-        budget=_build_budget(_check_type(document.get("budget", {}), dict, label, "[budget]"),
-                             label),
-        extra=dict(_check_type(document.get("extra", {}), dict, label, "[extra]")),
-        needs=_check_type(document.get("needs", ""), str, label, "needs"),
+        name=_text(document, "name", label), adapter=adapter,
+        description=_text(document, "description", label),
+        artifact_format=sections["artifact"].format,
+        artifact_precision=sections["artifact"].precision,
+        runtime=sections["runtime"].name, threads=sections["runtime"].threads,
+        connection=sections["connection"], budget=sections["budget"],
+        extra=sections["extra"], needs=_text(document, "needs", label),
     )

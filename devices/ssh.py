@@ -29,7 +29,6 @@ from devices.base import (
     LatencyReport,
     TargetProfile,
 )
-from devices.errors import ConfigError
 from devices.fsutil import sha256_file
 from devices.host import (
     RUNNER_PATH,
@@ -41,6 +40,7 @@ from devices.host import (
     run_runner_locally,
     runner_arguments,
 )
+from devices.sections import bounded, choice
 
 log = logging.getLogger(__name__)
 
@@ -78,22 +78,15 @@ class SshSettings:
 
     @classmethod
     def from_profile(cls, profile: TargetProfile) -> SshSettings:
-        connection = profile.connection
-        try:
-            return cls(
-                host=str(connection.get("host", "")),
-                user=str(connection.get("user", "")),
-                port=int(connection.get("port", 22)),
-                key=os.path.expanduser(str(connection.get("key", ""))),
-                known_hosts=os.path.expanduser(str(connection.get("known_hosts", ""))
-                                               or "~/.ssh/known_hosts"),
-                accept_new_host_key=connection.get("accept_new_host_key", False) is True,
-                connect_timeout_s=float(connection.get("connect_timeout_s", 10)),
-                command_timeout_s=float(connection.get("command_timeout_s", 600)),
-            )
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{profile.name}: bad [connection] value: {exc} (hint: port and "
-                              "timeouts are numbers)") from exc
+        connection: SshConnection = profile.connection
+        return cls(
+            host=connection.host, user=connection.user, port=connection.port,
+            key=os.path.expanduser(connection.key),
+            known_hosts=os.path.expanduser(connection.known_hosts or "~/.ssh/known_hosts"),
+            accept_new_host_key=connection.accept_new_host_key,
+            connect_timeout_s=connection.connect_timeout_s,
+            command_timeout_s=connection.command_timeout_s,
+        )
 
 
 # ssh's own failures (exit 255), recognised by its stderr; checked in this order
@@ -197,6 +190,29 @@ class LocalTransport:
 TRANSPORTS = {"ssh": SshTransport, "local": LocalTransport}
 
 
+@dataclass(frozen=True)
+class SshConnection:
+    transport: str = choice("ssh", *TRANSPORTS)  # "local": commands run in a local shell
+    host: str = ""
+    user: str = ""
+    port: int = bounded(22, 1, 65_535)
+    key: str = ""  # private key file; empty = ssh's defaults / agent
+    known_hosts: str = ""  # empty = ~/.ssh/known_hosts
+    accept_new_host_key: bool = False
+    connect_timeout_s: float = bounded(10.0, 0.1)
+    command_timeout_s: float = bounded(600.0, 1.0)
+    hosts: tuple[str, ...] = ()  # a fleet: one device per `[user@]host[:port]`
+
+
+@dataclass(frozen=True)
+class SshExtra:
+    python: tuple[str, ...] = ("python3",)  # the command that runs bench_runner.py
+    python_hint: str = "sudo apt install python3"
+    emulated: bool = False
+    compare_with_host: bool = False  # also run on this machine: are outputs bit-identical?
+    machine: str = ""  # a description of the device for the report
+
+
 def _run(command: list[str], stdin_path: Path | None, timeout: float, where: str,
          missing_hint: str) -> subprocess.CompletedProcess:
     try:
@@ -218,18 +234,17 @@ def _run(command: list[str], stdin_path: Path | None, timeout: float, where: str
 
 class SshAdapter(DeviceAdapter):
     name = "ssh"
+    Connection = SshConnection
+    Extra = SshExtra
 
     def __init__(self, profile: TargetProfile) -> None:
         super().__init__(profile)
         self.settings = SshSettings.from_profile(profile)
-        transport_name = str(profile.connection.get("transport", "ssh"))
-        if transport_name not in TRANSPORTS:
-            raise ConfigError(f"{profile.name}: connection.transport = {transport_name!r}; "
-                              f"expected one of {', '.join(TRANSPORTS)}")
+        transport_name = profile.connection.transport
         self.where = (f"{profile.name} ({self.settings.destination}:{self.settings.port})"
                       if transport_name == "ssh" else f"{profile.name} (local shell)")
         self.transport = TRANSPORTS[transport_name](self.settings, self.where)
-        self.python = _python_command(profile.extra.get("python", ["python3"]))
+        self.python = _python_command(profile.extra.python)
         self.workdir: str | None = None
         self.bundle: Bundle | None = None
         self.device_facts: dict[str, Any] = {}
@@ -244,7 +259,7 @@ class SshAdapter(DeviceAdapter):
                               f"{self.profile.runtime!r} (hint: use litert or onnxruntime)")
         result = self.transport.run([*self.python, "-c", PYTHON_PROBE, "numpy", *modules])
         if result.returncode != 0 or not result.stdout.strip():
-            hint = self.profile.extra.get("python_hint", "sudo apt install python3")
+            hint = self.profile.extra.python_hint
             raise DeviceError(f"{self.where}: no working python3 on the device: "
                               f"`{shlex.join(self.python)}` exited {result.returncode}: "
                               f"{result.stderr.strip()[-500:]} (hint: {hint})")
@@ -310,18 +325,18 @@ class SshAdapter(DeviceAdapter):
                                      *arguments])
         document = parse_runner_output(self.where, result.returncode, result.stdout,
                                        result.stderr)
-        emulated = self.profile.extra.get("emulated", False) is True
+        emulated = self.profile.extra.emulated
         device = {**self.device_facts, **(document.get("cpu") or {}),
                   "transport": self.transport.name}
         if self.settings.host:
             device["host"] = self.settings.host
-        if "machine" in self.profile.extra:
-            device["description"] = self.profile.extra["machine"]
+        if self.profile.extra.machine:
+            device["description"] = self.profile.extra.machine
         extra: dict[str, Any] = {}
         if emulated:
             extra["note"] = ("emulated with qemu-user: timings measure the emulator, not a "
                              "Raspberry Pi; outputs are the aarch64 runtime's")
-        if self.profile.extra.get("compare_with_host") is True:
+        if self.profile.extra.compare_with_host:
             extra.update(self._compare_with_host(document))
         return report_from_runner(self.profile, self.bundle, document, device, emulated, extra)
 

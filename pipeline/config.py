@@ -1,7 +1,8 @@
 """Typed pipeline configuration: a TOML file plus `--set section.key=value` overrides.
 
 Every section is a frozen dataclass; a field's metadata says what values it allows, so
-validation and error messages come from one table instead of hand-written checks.
+validation and error messages come from one table (devices/sections.py, shared with the
+target profiles) instead of hand-written checks.
 """
 
 from __future__ import annotations
@@ -10,30 +11,18 @@ import dataclasses
 import hashlib
 import json
 import tomllib
-import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from devices.errors import ConfigError
 from devices.literals import parse_value
+from devices.sections import bounded, build_section, choice, subset
 from pipeline.conversion.onnx_int8_schemes import DEFAULT_ONNX_INT8, ONNX_INT8_SCHEMES
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.toml"
-
-
-def choice(default: Any, *allowed: Any) -> Any:
-    return field(default=default, metadata={"choices": allowed})
-
-
-def bounded(default: Any, low: float | None = None, high: float | None = None) -> Any:
-    return field(default=default, metadata={"range": (low, high)})
-
-
-def subset(default: tuple[str, ...], *allowed: str) -> Any:
-    return field(default=default, metadata={"subset": allowed})
 
 
 @dataclass(frozen=True)
@@ -191,70 +180,9 @@ def build_config(
         )
     hints = typing.get_type_hints(PipelineConfig)
     sections = {
-        name: _build_section(name, hints[name], raw.get(name, {})) for name in SECTION_NAMES
+        name: build_section(name, hints[name], raw.get(name, {})) for name in SECTION_NAMES
     }
     return PipelineConfig(**sections, target_overrides=target_overrides)
-
-
-def _build_section(section_name: str, cls: type, values: Any) -> Any:
-    if not isinstance(values, dict):
-        raise ConfigError(f"[{section_name}] must be a table of keys, got {values!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    for key in values:
-        if key not in fields:
-            raise ConfigError(
-                f"unknown key {section_name}.{key}; expected one of {', '.join(sorted(fields))}"
-            )
-    checked = {
-        key: _check_value(f"{section_name}.{key}", hints[key], fields[key].metadata, value)
-        for key, value in values.items()
-    }
-    return cls(**checked)
-
-
-def _check_value(key: str, annotation: Any, metadata: Any, value: Any) -> Any:
-    value = _coerce_type(key, annotation, value)
-    if "choices" in metadata and value not in metadata["choices"]:
-        allowed = ", ".join(repr(c) for c in metadata["choices"])
-        raise ConfigError(f"{key} = {value!r} is not allowed; expected one of {allowed}")
-    if "subset" in metadata:
-        bad = [item for item in value if item not in metadata["subset"]]
-        if bad or not value:
-            allowed = ", ".join(repr(c) for c in metadata["subset"])
-            raise ConfigError(
-                f"{key} = {list(value)!r} is not allowed; expected a non-empty list of {allowed}"
-            )
-    if "range" in metadata:
-        low, high = metadata["range"]
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise ConfigError(
-                f"{key} = {value!r} is out of range; expected a value from {low} to {high}"
-            )
-    return value
-
-
-def _coerce_type(key: str, annotation: Any, value: Any) -> Any:
-    origin = typing.get_origin(annotation)
-    if origin is tuple:
-        if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
-        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{key} = {value!r} has the wrong type; expected a list of strings")
-        return tuple(value)
-    if origin in (typing.Union, types.UnionType):
-        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
-    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if annotation is bool and not isinstance(value, bool):
-        raise ConfigError(f"{key} = {value!r} has the wrong type; expected true or false")
-    if annotation is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ConfigError(f"{key} = {value!r} has the wrong type; expected an integer")
-    if not isinstance(value, annotation):
-        raise ConfigError(
-            f"{key} = {value!r} has the wrong type; expected {annotation.__name__}"
-        )
-    return value
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -54,12 +54,10 @@ def parse_host(text: str) -> dict[str, Any]:
 
 def device_profiles(profile: TargetProfile) -> list[TargetProfile]:
     """One profile per device: the profile itself, or one per entry of connection.hosts."""
-    hosts = profile.connection.get("hosts") or []
-    if isinstance(hosts, str):
-        hosts = hosts.replace(",", " ").split()
+    hosts = getattr(profile.connection, "hosts", ())  # adapters that reach hosts by name
     return [
         replace(profile, name=f"{profile.name}@{host.replace(':', '_')}",
-                connection={**profile.connection, **parse_host(host), "hosts": []})
+                connection=replace(profile.connection, **parse_host(host), hosts=()))
         for host in hosts
     ] or [profile]
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from devices.base import BenchmarkSettings, Bundle, DeviceError, LatencyReport
-from devices.mcu.base import McuAdapter
+from devices.mcu.base import McuAdapter, McuExtra
 from devices.mcu.bit_exact import compare_outputs
 from devices.mcu.firmware_run import (
     PreparedFirmware,
@@ -29,12 +30,17 @@ from devices.mcu.qemu_runner import QEMU_PACKAGES, run_firmware
 from devices.mcu.reference import reference_outputs
 from devices.mcu.report import ESTIMATE_NOTE, InstructionEstimate, instructions_from_ticks
 from devices.mcu.toolchain import TOOLCHAIN_PACKAGES, require_tool
+from devices.sections import choice
 
-DEFAULT_TIMEOUT_S = 300.0
+
+@dataclass(frozen=True)
+class McuQemuExtra(McuExtra):
+    machine: str = choice("mps2-an386", "mps2-an386", "mps2-an500")  # Cortex-M4 / M7 board
 
 
 class McuQemuAdapter(McuAdapter):
     name = "mcu-qemu"
+    Extra = McuQemuExtra
 
     def __init__(self, profile: Any) -> None:
         super().__init__(profile)
@@ -44,11 +50,11 @@ class McuQemuAdapter(McuAdapter):
 
     @property
     def machine(self) -> str:
-        return str(self.profile.extra.get("machine", "mps2-an386"))
+        return self.profile.extra.machine
 
     @property
     def cpu(self) -> str:
-        return str(self.profile.extra.get("cpu", "cortex-m4"))
+        return self.profile.extra.cpu
 
     def check(self) -> None:
         for tool in ("arm-none-eabi-gcc", "arm-none-eabi-size"):
@@ -66,7 +72,7 @@ class McuQemuAdapter(McuAdapter):
 
     def benchmark(self, settings: BenchmarkSettings) -> LatencyReport:
         prepared = self._require_prepared()
-        timeout = float(self.profile.extra.get("timeout_s", DEFAULT_TIMEOUT_S))
+        timeout = self.profile.extra.timeout_s
         output = parse_output(run_firmware(prepared.firmware.elf, self.machine, timeout))
         return build_report(self.profile, prepared, output, self._instructions_per_tick,
                             device={"machine": self.machine, "cpu": self.cpu,
@@ -95,8 +101,8 @@ def build_report(profile: Any, prepared: PreparedFirmware, output: BenchOutput,
                           f"{len(prepared.quantized)} (hint: rebuild the firmware)")
     reference = reference_outputs(prepared.tflite, prepared.quantized)
     exactness = compare_outputs(board, reference, f"{profile.name} ({device.get('cpu')})")
-    clock_mhz = float(profile.extra.get("clock_mhz", 80.0))
-    cpi = float(profile.extra.get("cpi", 1.0))
+    clock_mhz = profile.extra.clock_mhz
+    cpi = profile.extra.cpi
     estimate = InstructionEstimate(
         instructions_from_ticks(output.ticks, output.overhead_ticks, instructions_per_tick),
         prepared.readiness.macs, clock_mhz, cpi,

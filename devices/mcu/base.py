@@ -6,13 +6,28 @@ not apply), and the latency line adds the instruction count and its time estimat
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from devices.base import BenchmarkSettings, DeviceAdapter, TargetProfile
+from devices.sections import bounded
+
+
+@dataclass(frozen=True)
+class McuExtra:
+    """[extra] keys both microcontroller adapters read."""
+
+    cpu: str = "cortex-m4"  # -mcpu for the firmware
+    clock_mhz: float = bounded(80.0, 0.001)
+    cpi: float = bounded(1.0, 0.01)  # cycles per instruction, for the time estimate
+    simd: bool = True  # SMLAD dual 16-bit MAC inner loops (-DMCU_USE_SIMD)
+    timeout_s: float = bounded(300.0, 1.0)
+    max_samples: int = bounded(0, 0)  # 0 = every bundled sample
 
 
 class McuAdapter(DeviceAdapter):
+    Extra = McuExtra
     accuracy_kernels = "reference"
 
     @classmethod

@@ -63,11 +63,11 @@ def prepare(profile: TargetProfile, bundle: Bundle, work_dir: Path, *,
     tflite = bundle_model(bundle)
     readiness = analyse(tflite, profile.budget.flash_kb, profile.budget.ram_kb)
     require_ready_ops(readiness)
-    x, y = load_samples(bundle, int(profile.extra.get("max_samples", 0)))
+    x, y = load_samples(bundle, profile.extra.max_samples)
     generated = generate_sources(tflite, work_dir / "model", inputs=x)
     firmware = build_firmware(
-        generated, work_dir / "build", cpu=str(profile.extra.get("cpu", "cortex-m4")),
-        simd=bool(profile.extra.get("simd", True)), wait_for_start=wait_for_start,
+        generated, work_dir / "build", cpu=profile.extra.cpu,
+        simd=profile.extra.simd, wait_for_start=wait_for_start,
         semihosting_exit=semihosting_exit,
     )
     quantized = quantize_input(x, generated.input_scale, generated.input_zero_point, np.int8)

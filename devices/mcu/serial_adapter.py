@@ -15,22 +15,39 @@ import shutil
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from devices.base import BenchmarkSettings, Bundle, DeviceError, LatencyReport
 from devices.mcu.adapter import build_report
-from devices.mcu.base import McuAdapter
+from devices.mcu.base import McuAdapter, McuExtra
 from devices.mcu.firmware_run import PreparedFirmware, prepare
 from devices.mcu.protocol import BenchOutput, ProtocolParser
 from devices.mcu.toolchain import TOOLCHAIN_PACKAGES, require_tool
+from devices.sections import bounded
 
 START_BYTE = b"g"
-DEFAULT_TIMEOUT_S = 300.0
+
+
+@dataclass(frozen=True)
+class McuSerialConnection:
+    port: str = ""  # e.g. /dev/ttyACM0, or a pyserial URL
+    baudrate: int = bounded(115_200, 1)
+
+
+@dataclass(frozen=True)
+class McuSerialExtra(McuExtra):
+    # An argument list that flashes the board; "{elf}" becomes the firmware's path.
+    flash_command: tuple[str, ...] = ()
+    instructions_per_tick: float = bounded(1.0, 0.0)  # SysTick ticks are cycles on hardware
+    emulated: bool = False  # true when the "board" is an emulator behind the serial port
 
 
 class McuSerialAdapter(McuAdapter):
     name = "mcu-serial"
+    Connection = McuSerialConnection
+    Extra = McuSerialExtra
 
     def __init__(self, profile: Any) -> None:
         super().__init__(profile)
@@ -39,7 +56,7 @@ class McuSerialAdapter(McuAdapter):
 
     @property
     def port(self) -> str:
-        return str(self.profile.connection.get("port", "") or "")
+        return self.profile.connection.port
 
     @property
     def firmware_path(self) -> Path | None:
@@ -68,7 +85,7 @@ class McuSerialAdapter(McuAdapter):
         self._work_dir = Path(tempfile.mkdtemp(prefix=f"{self.profile.name}-"))
         self._prepared = prepare(self.profile, bundle, self._work_dir, wait_for_start=True,
                                  semihosting_exit=False)
-        command = self.profile.extra.get("flash_command")
+        command = self.profile.extra.flash_command
         if command:
             self._flash([str(part).replace("{elf}", str(self._prepared.firmware.elf))
                          for part in command])
@@ -77,13 +94,13 @@ class McuSerialAdapter(McuAdapter):
         if self._prepared is None:
             raise DeviceError(f"{self.profile.name}: benchmark() before deploy() (hint: call "
                               "deploy(bundle) first)")
-        timeout = float(self.profile.extra.get("timeout_s", DEFAULT_TIMEOUT_S))
-        output = read_protocol(self.port, int(self.profile.connection.get("baudrate", 115200)),
+        timeout = self.profile.extra.timeout_s
+        output = read_protocol(self.port, self.profile.connection.baudrate,
                                timeout)
-        per_tick = float(self.profile.extra.get("instructions_per_tick", 1.0))
+        per_tick = self.profile.extra.instructions_per_tick
         return build_report(self.profile, self._prepared, output, per_tick,
-                            device={"port": self.port, "cpu": self.profile.extra.get("cpu")},
-                            emulated=bool(self.profile.extra.get("emulated", False)))
+                            device={"port": self.port, "cpu": self.profile.extra.cpu},
+                            emulated=self.profile.extra.emulated)
 
     def cleanup(self) -> None:
         if self._work_dir is not None:

@@ -55,8 +55,8 @@ def test_hosts_expand_into_one_profile_per_device() -> None:
     profile = load_profile("rpi", {"connection.hosts": '["pi1", "admin@pi2:2222"]'}, environ={})
     devices = device_profiles(profile)
     assert [d.name for d in devices] == ["rpi@pi1", "rpi@admin@pi2_2222"]
-    assert devices[1].connection["host"] == "pi2" and devices[1].connection["port"] == 2222
-    assert devices[1].connection["user"] == "admin"
+    assert devices[1].connection.host == "pi2" and devices[1].connection.port == 2222
+    assert devices[1].connection.user == "admin"
     assert device_profiles(load_profile("rpi", environ={})) == [load_profile("rpi", environ={})]
     with pytest.raises(ConfigError, match="fleet host 'pi:ssh' is not \\[user@\\]host\\[:port\\]"):
         parse_host("pi:ssh")

@@ -70,7 +70,7 @@ def test_rpi_emu_profile_through_sshd(emu_python: Path, sshd, bundle_copy: Path)
 
 def test_rpi_emu_local_transport_by_default(emu_python: Path, bundle_copy: Path):
     profile = load_profile("rpi-emu", environ={})
-    assert profile.connection["transport"] == "local"
+    assert profile.connection.transport == "local"
     document = profile_target(profile, bundle_copy, SETTINGS)
     assert document["target"]["device"]["transport"] == "local"
     assert document["extra"]["bit_identical_to_host"] is True
