@@ -13,8 +13,10 @@ import numpy as np
 from devices.base import TargetProfile
 from devices.errors import ArtifactError
 from devices.registry import adapter_class
+from devices.runtimes import load_tflite_interpreter, run_onnx, run_tflite
 from pipeline import __version__
 from pipeline.config import PipelineConfig
+from pipeline.conversion.artifact_names import format_of
 from pipeline.fleet import copy_bundle, device_profiles, profile_fleet
 from pipeline.profile import DeployOutcome, profile_bundle
 from pipeline.runner import Runner, RunResult
@@ -98,6 +100,21 @@ def write_target_bundle(
         )
 
 
+def _tflite_logits(artifact: Path, x: np.ndarray, kernels: str) -> np.ndarray:
+    interpreter, _ = load_tflite_interpreter(artifact, reference_kernels=kernels == "reference")
+    return run_tflite(interpreter, x)
+
+
+def _onnx_logits(artifact: Path, x: np.ndarray, kernels: str) -> np.ndarray:
+    return run_onnx(artifact, x)  # onnxruntime has one set of CPU kernels
+
+
+BUNDLE_RUNNERS: dict[str, Callable[[Path, np.ndarray, str], np.ndarray]] = {
+    "tflite": _tflite_logits,
+    "onnx": _onnx_logits,
+}
+
+
 def _artifact_metrics(
     run: RunResult, artifact: Path, dataset: Any, samples: int, kernels: str
 ) -> dict[str, dict[str, Any]]:
@@ -106,8 +123,6 @@ def _artifact_metrics(
     must reproduce, from the LiteRT kernels the adapter names (`accuracy_kernels`: C
     kernels are bit-exact with the reference ones, not with the optimised ones, which can
     round a near-tie differently)."""
-    from devices.runtimes import load_tflite_interpreter, run_tflite
-
     records = ValidateResult.from_dict(run.record("validate")).manifest_metrics()
     exported = ExportResult.from_dict(run.record("export"))
     for file, record in records.items():
@@ -115,8 +130,8 @@ def _artifact_metrics(
         if exported.artifact(file).scheme is not None:
             record["quantization_scheme"] = exported.artifact(file).scheme
     x, y = dataset.x_test[:samples], dataset.y_test[:samples]
-    interpreter, _ = load_tflite_interpreter(artifact, reference_kernels=kernels == "reference")
-    bundle_top1 = float(np.mean(np.argmax(run_tflite(interpreter, x), axis=-1) == y))
+    logits = BUNDLE_RUNNERS[format_of(artifact)](artifact, x, kernels)
+    bundle_top1 = float(np.mean(np.argmax(logits, axis=-1) == y))
     records[artifact.name] |= {"bundle_top1": bundle_top1, "bundle_samples": len(y),
                                "bundle_kernels": kernels}
     return records
