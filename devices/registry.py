@@ -16,6 +16,7 @@ ADAPTER_MODULES: dict[str, str] = {
     "adb": "devices.adb",
     "mcu-qemu": "devices.mcu.adapter",
     "mcu-serial": "devices.mcu.serial_adapter",
+    "x86-emu": "devices.x86_emu",
 }
 
 

@@ -1,0 +1,51 @@
+"""`x86-emu`: the host's runtime on an emulated older x86 CPU (`qemu-x86_64-static -cpu`).
+
+Kernels differ by CPU: onnxruntime's int8 GEMM, for one, saturates on AVX2 without VNNI
+(pipeline/conversion/onnx_int8_schemes.py). This adapter runs bench_runner.py with this
+machine's Python under qemu's model of another CPU (Haswell by default: AVX2, no AVX-512,
+no VNNI), so an artifact's accuracy on that kernel path is measured before users meet it.
+Timings are the emulator's, not a CPU's.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass
+
+from devices.base import BenchmarkSettings, DeviceError, LatencyReport
+from devices.host import HostAdapter, report_from_runner, run_runner_locally
+
+
+@dataclass(frozen=True)
+class X86EmuExtra:
+    cpu_model: str = "Haswell"  # a `qemu-x86_64 -cpu help` model
+    qemu: str = "qemu-x86_64-static"
+
+
+class X86EmuAdapter(HostAdapter):
+    name = "x86-emu"
+    Extra = X86EmuExtra
+
+    def check(self) -> None:
+        super().check()
+        if shutil.which(self.profile.extra.qemu) is None:
+            raise DeviceError(f"{self.profile.name}: {self.profile.extra.qemu} is not on PATH "
+                              "(hint: apt-get install qemu-user-static)")
+
+    def benchmark(self, settings: BenchmarkSettings) -> LatencyReport:
+        if self.bundle is None:
+            raise DeviceError(f"{self.profile.name}: benchmark() before deploy() "
+                              "(hint: call deploy(bundle) first)")
+        extra = self.profile.extra
+        document = run_runner_locally(
+            [extra.qemu, "-cpu", extra.cpu_model, sys.executable], self.bundle.artifact_path,
+            self.bundle.inputs_path, settings, self.profile.connection.timeout_s,
+            self.profile.name)
+        # qemu-user shows the host's /proc/cpuinfo: name the emulated model instead.
+        host_cpu = (document.get("cpu") or {}).get("model")
+        device = {"emulated_cpu": f"qemu {extra.cpu_model}", "host_cpu": host_cpu}
+        return report_from_runner(self.profile, self.bundle, document, device, emulated=True)
+
+
+ADAPTER = X86EmuAdapter
