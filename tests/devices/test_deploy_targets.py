@@ -71,3 +71,28 @@ def test_deploy_phone_through_real_adb(tiny_build: dict, fake_phone, fake_benchm
     assert report["target"]["adapter"] == "adb"
     assert report["latency_ms"]["median"] is not None and report["latency_ms"]["median"] > 0
     assert report["accuracy"]["reference_top1"] == _artifact_record(outcome)["bundle_top1"]
+
+
+@pytest.mark.slow
+@pytest.mark.qemu_user
+def test_deploy_host_avx2_runs_the_int8_onnx_file_on_emulated_avx2(
+    tiny_build: dict, tmp_path: Path
+) -> None:
+    """The x86-emu adapter (docs/architecture.md, "Where new things go"), added without a
+    line of pipeline/: deploy runs it like any other, and the portable int8 ONNX file gives
+    on the AVX2 kernel path the top-1 it was validated with (within one of the 40 bundled
+    images, for a near-tie that another CPU's float requantization may round the other way)."""
+    config = _with_target_overrides(tiny_build["config"], {"budget.min_accuracy": "0.0"})
+    outcome = deploy(config, "host-avx2", build_dir=tiny_build["build_dir"], dist_dir=tmp_path,
+                     echo=lambda _: None)
+    report = outcome.report
+    manifest = json.loads((outcome.bundle / "manifest.json").read_text())
+    shipped = manifest["metrics"]["artifacts"]["model_int8.onnx"]
+    assert report["target"] == {"name": "host-avx2", "adapter": "x86-emu", "emulated": True,
+                                "device": {"emulated_cpu": "qemu Haswell",
+                                           "host_cpu": report["target"]["device"]["host_cpu"]}}
+    assert report["artifact"]["file"] == "model_int8.onnx"
+    assert report["runtime"]["name"] == "onnxruntime"
+    assert report["accuracy"]["samples"] == shipped["bundle_samples"] == 40
+    assert abs(report["accuracy"]["top1"] - shipped["bundle_top1"]) <= 1 / 40
+    assert shipped["quantization_scheme"]["name"] == "portable"
