@@ -1,7 +1,7 @@
-"""One root error; one subclass per layer. Each carries the process exit code.
-
-Exit codes (DESIGN.md): 0 ok, 1 a check broke (budget, accuracy), 2 usage/config/input
-error, 3 device unreachable or device-side failure.
+"""One root error and one subclass per kind of failure, each carrying the process exit
+code (docs/architecture.md, Contracts): 0 ok, 1 a check broke (budget, accuracy), 2 a
+usage, config or input error, 3 a device unreachable or failing on its side. They live on
+the ground floor because every floor raises them.
 """
 
 

@@ -1,4 +1,4 @@
-"""Content-addressed stage cache (DESIGN.md contract).
+"""Content-addressed stage cache (docs/architecture.md, Contracts: the stage cache).
 
 key = sha256(canonical JSON of stage name, stage code version, the config sections the
 stage reads, upstream keys). An entry is a folder build/cache/<stage>/<key>/ holding the

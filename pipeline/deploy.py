@@ -1,5 +1,5 @@
 """From the cached stages to devices: `artifacts` (bundles), `deploy` (bundles + profile +
-budget check), `profile` and `check` — the commands DESIGN.md names for targets."""
+budget check), `profile` and `check` — the commands of docs/architecture.md, Contracts."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def load_target(name: str, config: PipelineConfig) -> TargetProfile:
 
 
 def manifest_metrics(run: RunResult, config: PipelineConfig) -> dict[str, Any]:
-    """metrics.teacher / student / student_scratch / pruned, per DESIGN.md."""
+    """metrics.teacher / student / student_scratch / pruned (docs/architecture.md, Contracts)."""
 
     def pick(record: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
         return {key: record[key] for key in keys if key in record}

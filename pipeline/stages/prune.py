@@ -69,7 +69,8 @@ class PruneResult:
             for name, (before, after) in self.layer_channels.items()
         }
         record["rounds"] = list(self.rounds)
-        record.update(  # DESIGN.md's metrics.pruned keys describe the model that ships
+        # metrics.pruned (docs/architecture.md, Contracts) describes the model that ships
+        record.update(
             params=self.params_after, macs=self.macs_after, bytes=self.bytes_after,
             mac_ratio=self.macs_after / self.macs_before if self.macs_before else 1.0,
             param_ratio=self.params_after / self.params_before if self.params_before else 1.0,

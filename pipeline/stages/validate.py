@@ -56,7 +56,7 @@ class ArtifactMetrics:
         return cls(**{**document, "runtime": RuntimeInfo(**document["runtime"])})
 
     def manifest_record(self) -> dict[str, Any]:
-        """The record DESIGN.md asks for under manifest metrics.artifacts[<file>]."""
+        """manifest metrics.artifacts[<file>] (docs/architecture.md, Contracts)."""
         return {
             "top1": self.top1, "agreement": self.agreement, "bytes": self.bytes,
             "precision": self.precision, "format": self.format,

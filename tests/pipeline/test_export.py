@@ -180,7 +180,7 @@ def test_empty_representative_dataset_fails_and_writes_nothing(tmp_path: Path) -
     empty = np.zeros((0, 8, 8, 1), np.float32)
     with pytest.raises(ExportError, match="representative dataset is empty") as info:
         run_export(ExportConfig(), _tiny_model(), empty, tmp_path / "out")
-    assert info.value.exit_code == 2  # an input error (DESIGN.md), not a broken check
+    assert info.value.exit_code == 2  # an input error (docs/architecture.md exit codes), not a broken check
     assert not (tmp_path / "out").exists()
 
 

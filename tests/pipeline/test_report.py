@@ -1,6 +1,6 @@
 """The cross-target report: numbers equal the manifests and latency reports it reads.
 
-The dist/ folders are written by the fixture below following DESIGN.md's manifest and the
+The dist/ folders are written by the fixture below following the manifest contract (docs/architecture.md) and the
 edge-latency-report/1 schema (devices.base.LatencyReport.to_dict), so the test needs no
 training; a real bundle from `make deploy` has the same shape.
 """
