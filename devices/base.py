@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from devices.bundle import INPUTS, MANIFEST
+from devices.contract_schema import check_document
 from devices.errors import PipelineError
 from devices.sections import bounded, choice
 
@@ -145,6 +146,13 @@ class LatencyReport:
         if self.extra:
             document["extra"] = self.extra
         return document
+
+    @classmethod
+    def from_dict(cls, document: Any, label: str = "latency report") -> LatencyReport:
+        """The report, checked against devices/schemas/edge-latency-report-1.schema.json."""
+        check_document(document, SCHEMA, label, "profile the target again")
+        fields = {key: value for key, value in document.items() if key != "schema"}
+        return cls(**fields)
 
 
 class DeviceAdapter(abc.ABC):

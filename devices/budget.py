@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devices.base import SCHEMA, Budget, TargetProfile
+from devices.base import SCHEMA, Budget, LatencyReport, TargetProfile
 from devices.errors import ArtifactError, ConfigError
 
 DEFAULT_MAX_REGRESSION = 0.10
@@ -193,7 +193,7 @@ def read_report(path: Path, what: str = "latency report") -> dict:
         found = document.get("schema") if isinstance(document, dict) else type(document).__name__
         raise ArtifactError(f"{what} {path} has schema {found!r}, expected {SCHEMA!r} "
                             "(hint: profile the target again)")
-    return document
+    return LatencyReport.from_dict(document, f"{what} {path}").to_dict()
 
 
 def check_report_file(

@@ -6,9 +6,11 @@ lives here, below both sides; pipeline/bundle.py writes it.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devices.contract_schema import check_document
 from devices.errors import ArtifactError
 from devices.fsutil import sha256_file
 
@@ -19,6 +21,38 @@ LATENCY_REPORT = "latency_report.json"
 TARGET_REPORT = "report.md"
 # Written into the bundle by profiling, after the manifest: not part of what ships.
 PROFILE_OUTPUTS = (LATENCY_REPORT, TARGET_REPORT)
+MANIFEST_SCHEMA = "edge-bundle-manifest/1"  # devices/schemas/edge-bundle-manifest-1.schema.json
+REBUILD_HINT = "rebuild the bundle with `make artifacts`"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """manifest.json (docs/architecture.md, Contracts: the bundle)."""
+
+    pipeline_version: str
+    config_fingerprint: str
+    dataset: dict[str, Any]
+    target: str
+    labels: list[str]
+    artifacts: list[str]  # the model files (or folders) the bundle ships
+    input: dict[str, Any]
+    output: dict[str, Any]
+    metrics: dict[str, Any]  # teacher, student, student_scratch, pruned, artifacts[<file>]
+    files: list[dict[str, Any]]  # path, sha256, bytes of every file but the manifest
+    machines: dict[str, Any] = field(default_factory=dict)  # export / validate CPUs
+    schema: str = MANIFEST_SCHEMA
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, document: Any, label: str = MANIFEST) -> Manifest:
+        check_document(document, MANIFEST_SCHEMA, label, REBUILD_HINT)
+        return cls(**document)
+
+    def artifact_metrics(self, file: str) -> dict[str, Any] | None:
+        """The validated record of one artifact, or None when it has none."""
+        return self.metrics.get("artifacts", {}).get(file)
 
 
 def file_records(folder: Path) -> list[dict[str, Any]]:
@@ -30,10 +64,10 @@ def file_records(folder: Path) -> list[dict[str, Any]]:
     ]
 
 
-def read_manifest(folder: Path) -> dict[str, Any]:
+def read_manifest(folder: Path) -> Manifest:
     path = Path(folder) / MANIFEST
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return Manifest.from_dict(json.loads(path.read_text(encoding="utf-8")), str(path))
     except FileNotFoundError as exc:
         raise ArtifactError(
             f"bundle {folder} has no {MANIFEST} (hint: build it with `make artifacts`)"
@@ -46,7 +80,7 @@ def verify_bundle(folder: Path, ignore: tuple[str, ...] = PROFILE_OUTPUTS) -> No
     """ArtifactError unless every file matches the manifest's sha256 and size, and no file
     (but the profiling outputs) sits in the bundle without being listed."""
     folder = Path(folder)
-    listed = {record["path"]: record for record in read_manifest(folder).get("files", [])}
+    listed = {record["path"]: record for record in read_manifest(folder).files}
     problems = []
     for relative, record in sorted(listed.items()):
         path = folder / relative

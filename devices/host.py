@@ -95,8 +95,7 @@ def bundle_files(bundle: Bundle) -> dict[str, Path]:
 def reference_top1(bundle: Bundle) -> float | None:
     """The validation stage's accuracy of this artifact, from the manifest: on exactly the
     bundled samples when the bundle records it (`bundle_top1`), else on the test split."""
-    artifacts = (read_manifest(bundle.root).get("metrics") or {}).get("artifacts") or {}
-    record = artifacts.get(bundle.artifact) or {}
+    record = read_manifest(bundle.root).artifact_metrics(bundle.artifact) or {}
     return record.get("bundle_top1", record.get("top1"))
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from devices.base import BenchmarkSettings, Bundle, DeviceError, TargetProfile
+from devices.base import BenchmarkSettings, Bundle, DeviceError, LatencyReport, TargetProfile
 from devices.budget import evaluate_budget
 from devices.bundle import LATENCY_REPORT, verify_bundle
 from devices.errors import ArtifactError
@@ -50,5 +50,6 @@ def profile_target(profile: TargetProfile, bundle_root: Path,
         adapter.cleanup()
     document = report.to_dict()
     document["budget"] = evaluate_budget(document, profile.budget).budget_section()
+    LatencyReport.from_dict(document, f"the {profile.name} latency report")  # before writing
     atomic_write_json(bundle.root / LATENCY_REPORT, document)
     return document

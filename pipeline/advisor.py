@@ -22,15 +22,17 @@ A limit an arm has no number for is listed as unverified and does not disqualify
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devices.budget import read_report
+from devices.bundle import LATENCY_REPORT, MANIFEST, read_manifest
 from devices.errors import ConfigError
 from pipeline.config import PipelineConfig, build_config
 from pipeline.plots import non_dominated
+from pipeline.report import _final_stage, target_latency
 
 ARM_LABELS = {
     "distill": "distillation only",
@@ -314,20 +316,18 @@ class Measurement:
 
 
 def read_measurement(dist_dir: Path, target: str) -> Measurement | None:
-    from devices.bundle import LATENCY_REPORT, MANIFEST
-    from pipeline.report import _final_stage, target_latency
 
     folder = Path(dist_dir) / target
     if not (folder / LATENCY_REPORT).is_file() or not (folder / MANIFEST).is_file():
         return None
-    report = json.loads((folder / LATENCY_REPORT).read_text(encoding="utf-8"))
-    manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    metrics = manifest.get("metrics") or {}
+    report = read_report(folder / LATENCY_REPORT)
+    manifest = read_manifest(folder)
+    metrics = manifest.metrics
     value, source = target_latency(report)
     memory = report.get("memory") or {}
     ram = memory["arena_bytes"] / 1024.0 if memory.get("arena_bytes") is not None else (
         memory["peak_rss_mb"] * 1024.0 if memory.get("peak_rss_mb") is not None else None)
-    return Measurement(manifest.get("config_fingerprint"),
+    return Measurement(manifest.config_fingerprint,
                        (metrics.get(_final_stage(metrics)) or {}).get("macs"), value,
                        f"{source} on {target}", ram)
 

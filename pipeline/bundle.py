@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from devices.bundle import INPUTS, LABELS, MANIFEST, file_records
+from devices.bundle import INPUTS, LABELS, MANIFEST, MANIFEST_SCHEMA, Manifest, file_records
 from devices.errors import ArtifactError, ExportError
 from devices.fsutil import atomic_directory, atomic_write_json
 from pipeline import __version__
@@ -80,13 +80,14 @@ def _is_model_file(path: Path) -> bool:
 def _manifest(
     folder: Path, target: str, artifact_files: list[Path], labels: list[str],
     x_shape: tuple[int, ...], manifest_fields: dict[str, Any],
-) -> dict[str, Any]:
+) -> Manifest:
     model_files = [p for p in artifact_files if _is_model_file(p)]
     input_quantization, output_quantization = _quantization_records(folder, model_files)
     extra_input = dict(manifest_fields.get("input", {}))
     metrics = dict(manifest_fields.get("metrics", {}))
-    return {
+    return Manifest.from_dict({  # checked against the schema before it is written
         **manifest_fields,
+        "schema": MANIFEST_SCHEMA,
         "pipeline_version": manifest_fields.get("pipeline_version", __version__),
         "target": target,
         "labels": list(labels),
@@ -102,7 +103,7 @@ def _manifest(
                    "quantization": output_quantization},
         "metrics": metrics,
         "files": file_records(folder),
-    }
+    }, f"the {target} bundle's manifest")
 
 
 def write_bundle(
@@ -137,5 +138,5 @@ def write_bundle(
         _write_inputs(folder, x_samples, y_samples)
         x_shape = tuple(np.asarray(x_samples).shape[1:])
         manifest = _manifest(folder, target, artifact_files, labels, x_shape, fields)
-        atomic_write_json(folder / MANIFEST, manifest)
+        atomic_write_json(folder / MANIFEST, manifest.to_dict())
     return final

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devices.bundle import LATENCY_REPORT, MANIFEST
+from devices.budget import read_report
+from devices.bundle import LATENCY_REPORT, MANIFEST, Manifest, read_manifest
 from devices.errors import ArtifactError
 from devices.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
 from pipeline import plots
@@ -46,7 +47,7 @@ OP_COST_KEYS = (("ms", "ms", 1.0), ("time_ms", "ms", 1.0), ("avg_ms", "ms", 1.0)
 @dataclass(frozen=True)
 class TargetBundle:
     name: str
-    manifest: dict[str, Any]
+    manifest: Manifest
     latency: dict[str, Any] | None  # latency_report.json, None when not profiled
 
 
@@ -74,9 +75,6 @@ class Table:
 
 
 def load_bundles(dist_dir: Path) -> list[TargetBundle]:
-    from devices.budget import read_report
-    from devices.bundle import read_manifest
-
     dist_dir = Path(dist_dir)
     folders = sorted(path.parent for path in dist_dir.glob(f"*/{MANIFEST}"))
     if not folders:
@@ -134,8 +132,7 @@ def _groups(bundles: Sequence[TargetBundle]) -> dict[str, dict[str, Any]]:
     """config fingerprint -> metrics; targets built from one config share their metrics."""
     groups: dict[str, dict[str, Any]] = {}
     for bundle in bundles:
-        groups.setdefault(str(bundle.manifest.get("config_fingerprint", "")),
-                          bundle.manifest.get("metrics") or {})
+        groups.setdefault(bundle.manifest.config_fingerprint, bundle.manifest.metrics)
     return groups
 
 
@@ -164,7 +161,7 @@ def build_variants(bundles: Sequence[TargetBundle]) -> list[dict[str, Any]]:
     for bundle in bundles:
         if bundle.latency is None:
             continue
-        fingerprint = str(bundle.manifest.get("config_fingerprint", ""))
+        fingerprint = bundle.manifest.config_fingerprint
         metrics = groups[fingerprint]
         artifact = bundle.latency.get("artifact") or {}
         key = f"{_prefix(groups, fingerprint)}{artifact.get('file')}"
@@ -299,8 +296,8 @@ def build_estimates(bundle: TargetBundle, variants: Sequence[dict[str, Any]]
 def _target_record(bundle: TargetBundle) -> dict[str, Any]:
     report = bundle.latency
     record: dict[str, Any] = {"name": bundle.name, "profiled": report is not None,
-                              "config_fingerprint": bundle.manifest.get("config_fingerprint"),
-                              "dataset": bundle.manifest.get("dataset")}
+                              "config_fingerprint": bundle.manifest.config_fingerprint,
+                              "dataset": bundle.manifest.dataset}
     if report is None:
         return record
     value, source = target_latency(report)

@@ -101,12 +101,17 @@ def make_bundle(root: Path) -> Path:
     for name in ("model.tflite", "model_int8.tflite"):
         outputs = litert_outputs(root / name, images)
         artifacts[name] = {"top1": float((outputs.argmax(axis=1) == labels).mean()),
-                           "bytes": (root / name).stat().st_size}
+                           "bytes": (root / name).stat().st_size, "format": "tflite",
+                           "precision": "int8" if "int8" in name else "fp32"}
     files = [{"path": path.name, "sha256": sha256_file(path), "bytes": path.stat().st_size}
              for path in sorted(root.iterdir()) if path.is_file()]
-    manifest = {"pipeline_version": "test", "dataset": "synthetic",
-                "labels": ["top-left", "centre", "bottom-right"],
-                "input": {"shape": list(IMAGE_SHAPE), "dtype": "float32"},
+    manifest = {"schema": "edge-bundle-manifest/1", "pipeline_version": "test",
+                "config_fingerprint": "test", "dataset": {"name": "synthetic"},
+                "target": "target", "labels": ["top-left", "centre", "bottom-right"],
+                "artifacts": ["model.tflite", "model_int8.tflite", "model.onnx"],
+                "input": {"shape": list(IMAGE_SHAPE), "dtype": "float32", "layout": "NHWC",
+                          "quantization": {}},
+                "output": {"classes": CLASSES, "dtype": "float32", "quantization": {}},
                 "files": files, "metrics": {"artifacts": artifacts}}
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return root

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.deploy import deploy
+from tests.contracts import assert_follows_schemas
 
 
 def _with_target_overrides(config, overrides: dict[str, str]):
@@ -32,6 +33,7 @@ def test_deploy_rpi_through_a_real_sshd(tiny_build: dict, sshd, tmp_path: Path) 
     outcome = deploy(config, "rpi", build_dir=tiny_build["build_dir"], dist_dir=tmp_path,
                      echo=lambda _: None)
     report = outcome.report
+    assert_follows_schemas(outcome.bundle)
     assert report["schema"] == "edge-latency-report/1"
     assert report["target"]["name"] == "rpi" and report["target"]["adapter"] == "ssh"
     assert report["runtime"]["threads"] == 4 and report["runs"]["measured"] == 5
@@ -50,6 +52,7 @@ def test_deploy_rpi_emu_is_bit_identical_to_x86(tiny_build: dict, tmp_path: Path
     outcome = deploy(config, "rpi-emu", build_dir=tiny_build["build_dir"], dist_dir=tmp_path,
                      echo=lambda _: None)
     report = outcome.report
+    assert_follows_schemas(outcome.bundle)
     assert report["target"]["emulated"] is True
     assert report["extra"]["bit_identical_to_host"] is True
     assert report["accuracy"]["top1"] == _artifact_record(outcome)["bundle_top1"]
@@ -68,6 +71,7 @@ def test_deploy_phone_through_real_adb(tiny_build: dict, fake_phone, fake_benchm
     outcome = deploy(config, "phone", build_dir=tiny_build["build_dir"], dist_dir=tmp_path,
                      echo=lambda _: None)
     report = outcome.report
+    assert_follows_schemas(outcome.bundle)
     assert report["target"]["adapter"] == "adb"
     assert report["latency_ms"]["median"] is not None and report["latency_ms"]["median"] > 0
     assert report["accuracy"]["reference_top1"] == _artifact_record(outcome)["bundle_top1"]
@@ -86,6 +90,7 @@ def test_deploy_host_avx2_runs_the_int8_onnx_file_on_emulated_avx2(
     outcome = deploy(config, "host-avx2", build_dir=tiny_build["build_dir"], dist_dir=tmp_path,
                      echo=lambda _: None)
     report = outcome.report
+    assert_follows_schemas(outcome.bundle)
     manifest = json.loads((outcome.bundle / "manifest.json").read_text())
     shipped = manifest["metrics"]["artifacts"]["model_int8.onnx"]
     assert report["target"] == {"name": "host-avx2", "adapter": "x86-emu", "emulated": True,

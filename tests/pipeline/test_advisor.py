@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from devices.base import Budget, TargetProfile
+from devices.base import Budget, LatencyReport, TargetProfile, empty_latency
 from devices.errors import ConfigError
 from pipeline.advisor import (
     ArmRecord,
@@ -142,14 +142,26 @@ def _dist(tmp_path: Path, fingerprint: str) -> Path:
     folder = tmp_path / "mcu"
     folder.mkdir(parents=True)
     (folder / "manifest.json").write_text(json.dumps({
-        "config_fingerprint": fingerprint,
-        "metrics": {"student": {"macs": 2_000_000}, "pruned": {"method": "channel",
-                                                              "macs": 1_000_000}}}))
-    (folder / "latency_report.json").write_text(json.dumps({
-        "schema": "edge-latency-report/1", "target": {"name": "mcu", "emulated": True},
-        "latency_ms": {"median": 200.0}, "instructions": {"est_ms": 199.8},
-        "memory": {"arena_bytes": 40_960, "peak_rss_mb": None},
-        "budget": {"limits": {"latency_stat": "median"}}}))
+        "schema": "edge-bundle-manifest/1", "pipeline_version": "test",
+        "config_fingerprint": fingerprint, "dataset": {"name": "mnist5k"}, "target": "mcu",
+        "labels": ["0", "1"], "artifacts": ["model_int8.tflite"],
+        "input": {"shape": [28, 28, 1], "dtype": "float32", "layout": "NHWC",
+                  "quantization": {}},
+        "output": {"classes": 2, "dtype": "float32", "quantization": {}}, "files": [],
+        "metrics": {"student": {"top1": 0.97, "macs": 2_000_000},
+                    "pruned": {"top1": 0.965, "method": "channel", "macs": 1_000_000}}}))
+    latency = {**empty_latency(), "median": 200.0}
+    report = LatencyReport(
+        target={"name": "mcu", "adapter": "mcu-qemu", "device": {}, "emulated": True},
+        artifact={"file": "model_int8.tflite", "sha256": "a" * 64, "bytes": 9_000,
+                  "format": "tflite", "precision": "int8"},
+        runtime={"name": "c", "version": None, "threads": 1, "delegate": None},
+        runs={"warmup": 0, "measured": 40}, latency_ms=latency,
+        memory={"arena_bytes": 40_960, "peak_rss_mb": None, "flash_bytes": None},
+        instructions={"count": 15_984_000, "per_mac": 16.0, "est_cycles": 19_980_000,
+                      "est_ms": 199.8, "clock_mhz": 100.0, "cpi": 1.25},
+        budget={"limits": {"latency_stat": "median"}, "passed": True, "violations": []})
+    (folder / "latency_report.json").write_text(json.dumps(report.to_dict()))
     return tmp_path
 
 

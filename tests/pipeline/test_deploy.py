@@ -20,6 +20,7 @@ from pipeline.config import load_config
 from pipeline.conversion.tflite_inspect import constant_bytes
 from pipeline.deploy import build_artifacts, deploy
 from pipeline.report import write_reports
+from tests.contracts import assert_follows_schemas
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,7 @@ def _manifest(workspace: dict[str, Any], target: str) -> dict[str, Any]:
 def test_bundles_match_their_manifests(workspace: dict[str, Any]) -> None:
     for target in ("host", "mcu"):
         folder = workspace["root"] / "dist" / target
+        assert_follows_schemas(folder)
         manifest = _manifest(workspace, target)
         listed = {entry["path"]: entry for entry in manifest["files"]}
         assert "model_int8.tflite" in listed

@@ -64,11 +64,14 @@ METRICS: dict[str, Any] = {
 
 def _manifest(target: str, artifacts: list[str]) -> dict[str, Any]:
     return {
-        "pipeline_version": "0.1.0", "config_fingerprint": FINGERPRINT, "dataset": "mnist5k",
+        "schema": "edge-bundle-manifest/1",
+        "pipeline_version": "0.1.0", "config_fingerprint": FINGERPRINT,
+        "dataset": {"name": "mnist5k"},
         "target": target, "labels": [str(d) for d in range(10)], "artifacts": artifacts,
         "input": {"shape": [28, 28, 1], "dtype": "float32", "layout": "NHWC",
                   "normalisation": {"scale": 1 / 255.0, "offset": 0.0},
                   "quantization": {"model_int8.tflite": {"scale": 0.003921, "zero_point": -128}}},
+        "output": {"classes": 10, "dtype": "float32", "quantization": {}},
         "files": [{"path": name, "sha256": "0" * 64, "bytes": 1} for name in artifacts],
         "metrics": METRICS,
     }
