@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from devices.artifact_kinds import target_file
 from devices.bundle import INPUTS, MANIFEST
 from devices.contract_schema import check_document
 from devices.errors import PipelineError
@@ -67,10 +68,7 @@ class TargetProfile:
 
     @property
     def artifact_file(self) -> str:
-        suffix = "" if self.artifact_precision == "fp32" else f"_{self.artifact_precision}"
-        if self.artifact_format == "c":
-            return "model"
-        return f"model{suffix}.{self.artifact_format}"
+        return target_file(self.artifact_format, self.artifact_precision)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Any
 
 from devices.base import SCHEMA, Budget, LatencyReport, TargetProfile
 from devices.errors import ArtifactError, ConfigError
+from devices.text import format_table, optional
 
 DEFAULT_MAX_REGRESSION = 0.10
 
@@ -66,9 +67,8 @@ def parse_max_regression(value: float | str | None) -> float | None:
 
 
 def _format(value: float | None, unit: str = "") -> str:
-    if value is None:
-        return "not measured"
-    return f"{value:.3f}{unit}" if abs(value) < 10 else f"{value:.1f}{unit}"
+    spec = ".3f" if value is None or abs(value) < 10 else ".1f"
+    return optional(value, spec, unit, missing="not measured")
 
 
 def _row(check: str, limit: float, measured: float | None, within: Callable[[float], bool],
@@ -212,19 +212,12 @@ def check_report_file(
 
 
 def format_check_table(result: CheckResult) -> str:
-    header = ("check", "limit", "measured", "status")
     body = [(row.check, row.limit, row.measured,
              {True: "ok", False: "BROKEN", None: "skipped"}[row.passed]
              + (f" - {row.note}" if row.note else "")) for row in result.rows]
     if not body:
         body = [("(no limits in this target's budget)", "", "", "ok")]
-    widths = [max(len(line[column]) for line in [header, *body]) for column in range(3)]
-
-    def render(line: tuple[str, ...]) -> str:
-        cells = [line[column].ljust(widths[column]) for column in range(3)]
-        return "  ".join([*cells, line[3]]).rstrip()
-
+    table = format_table(("check", "limit", "measured", "status"), body)
     verdict = "PASSED" if result.passed else f"BROKEN ({len(result.violations)} violation(s))"
-    rule = "-" * (sum(widths) + 6 + len("status"))
-    return "\n".join([f"budget check: {result.target}", render(header), rule,
-                      *(render(line) for line in body), rule, verdict])
+    rule = "-" * max(len(line) for line in table.splitlines())
+    return "\n".join([f"budget check: {result.target}", table, rule, verdict])

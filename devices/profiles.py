@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devices.artifact_kinds import FORMATS, PRECISIONS
 from devices.base import Budget, DeviceAdapter, TargetProfile
 from devices.errors import ConfigError
 from devices.literals import parse_value
@@ -27,8 +28,7 @@ from devices.sections import bounded, build_section, check_value, field_names, r
 
 PROFILE_DIR = Path(__file__).resolve().parent / "targets"
 
-ARTIFACT_FORMATS = ("tflite", "onnx", "c")
-PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
+ARTIFACT_FORMATS = (*FORMATS, "c")  # "c": generated C sources from the TFLite model
 RUNTIMES = ("litert", "onnxruntime", "benchmark_model", "c")
 SECTIONS = ("name", "description", "adapter", "needs", "artifact", "runtime", "connection",
             "budget", "extra")

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devices.artifact_kinds import model_file
 from devices.budget import read_report
 from devices.bundle import LATENCY_REPORT, MANIFEST, read_manifest
 from devices.errors import ConfigError
@@ -295,13 +296,6 @@ def _artifact_numbers(records: dict[str, Any], file: str) -> dict[str, Any]:
             "top1": validated.get("top1") if validated else None}
 
 
-def size_artifact(profile: Any) -> str:
-    """The file whose bytes stand for the target's flash: its artifact, or for generated C
-    sources the TFLite model of the same precision they are generated from."""
-    if profile.artifact_format == "c":
-        suffix = "" if profile.artifact_precision == "fp32" else f"_{profile.artifact_precision}"
-        return f"model{suffix}.tflite"
-    return profile.artifact_file
 
 
 @dataclass(frozen=True)
@@ -335,7 +329,7 @@ def read_measurement(dist_dir: Path, target: str) -> Measurement | None:
 def arm_record(name: str, overrides: dict[str, Any], records: dict[str, Any], profile: Any,
                fingerprint: str, measurement: Measurement | None) -> ArmRecord:
     model = records[PRUNE_STAGE]
-    file = size_artifact(profile)
+    file = model_file(profile.artifact_format, profile.artifact_precision)  # flash stand-in
     artifact = _artifact_numbers(records, file)
     latency, latency_source, ram = None, "not profiled", None
     if measurement and measurement.latency_ms is not None:
@@ -406,7 +400,7 @@ def advise(config: PipelineConfig, target_profile: Any, build_dir: Path = Path("
 
 def format_recommendation(recommendation: Recommendation) -> str:
     """A table of the three arms, then the rationale."""
-    from pipeline.summary import format_table
+    from devices.text import format_table
 
     rows = [(arm.label, f"{100 * arm.top1:.2f}%", arm.params, arm.macs, arm.bytes,
              None if arm.latency_ms is None else round(arm.latency_ms, 4),

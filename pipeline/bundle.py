@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from devices.artifact_kinds import format_of
 from devices.bundle import INPUTS, LABELS, MANIFEST, MANIFEST_SCHEMA, Manifest, file_records
 from devices.errors import ArtifactError, ExportError
 from devices.fsutil import atomic_directory, atomic_write_json
 from pipeline import __version__
-from pipeline.conversion.artifact_names import format_of
 from pipeline.conversion.tflite_inspect import io_quantization
 
 REQUIRED_FIELDS = ("config_fingerprint", "dataset")

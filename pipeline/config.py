@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devices.artifact_kinds import FORMATS, PRECISIONS
 from devices.errors import ConfigError
 from devices.literals import parse_value
 from devices.sections import bounded, build_section, choice, subset
@@ -84,10 +85,8 @@ class PruneConfig:
 
 @dataclass(frozen=True)
 class ExportConfig:
-    formats: tuple[str, ...] = subset(("tflite", "onnx"), "tflite", "onnx")
-    precisions: tuple[str, ...] = subset(
-        ("fp32", "fp16", "dynamic", "int8"), "fp32", "fp16", "dynamic", "int8"
-    )
+    formats: tuple[str, ...] = subset(FORMATS, *FORMATS)
+    precisions: tuple[str, ...] = subset(PRECISIONS, *PRECISIONS)
     representative_samples: int = bounded(200, 1, 100_000)
     opset: int = bounded(17, 13, 21)
     onnx_int8: str = choice(DEFAULT_ONNX_INT8, *ONNX_INT8_SCHEMES)  # quantization settings

@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 
+from devices.artifact_kinds import format_of
 from devices.base import TargetProfile
 from devices.errors import ArtifactError
 from devices.registry import adapter_class
 from devices.runtimes import load_tflite_interpreter, run_onnx, run_tflite
 from pipeline import __version__
 from pipeline.config import PipelineConfig
-from pipeline.conversion.artifact_names import format_of
 from pipeline.fleet import copy_bundle, device_profiles, profile_fleet
 from pipeline.profile import DeployOutcome, profile_bundle
 from pipeline.runner import Runner, RunResult

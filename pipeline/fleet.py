@@ -20,9 +20,9 @@ from typing import Any
 from devices.base import TargetProfile
 from devices.errors import ConfigError, PipelineError
 from devices.fsutil import atomic_directory
+from devices.text import format_table
 from pipeline.config import PipelineConfig
 from pipeline.profile import profile_bundle
-from pipeline.summary import format_table
 
 Echo = Callable[[str], None]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from devices.bundle import TARGET_REPORT
 from devices.fsutil import atomic_write_text
 from devices.profiling import profile_target, settings_for
 from devices.registry import adapter_class
+from devices.text import optional
 from pipeline.config import PipelineConfig
 
 Echo = Callable[[str], None]
@@ -59,12 +61,8 @@ def latency_line(report: dict[str, Any], notes: list[str]) -> str:
     return "\n".join([text, *notes])
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f} ms"
-
-
-def _fraction(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
+_ms = partial(optional, spec=".3f", suffix=" ms")
+_fraction = partial(optional, spec=".4f")
 
 
 def render_target_markdown(report: dict[str, Any], check_table: str) -> str:

@@ -15,6 +15,7 @@ import datetime as _dt
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from devices.budget import read_report
 from devices.bundle import LATENCY_REPORT, MANIFEST, Manifest, read_manifest
 from devices.errors import ArtifactError
 from devices.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
+from devices.text import optional
 from pipeline import plots
 
 REPORT_SCHEMA = "edge-pipeline-report/1"
@@ -336,24 +338,11 @@ def build_document(bundles: Sequence[TargetBundle]) -> dict[str, Any]:
 # --- tables -------------------------------------------------------------------------------
 
 
-def format_top1(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.2f}%"
-
-
-def format_count(value: int | float | None) -> str:
-    return "–" if value is None else f"{int(value):,}"
-
-
-def format_ms(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3f}"
-
-
-def format_ratio(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3g}×"
-
-
-def format_points(value: float | None) -> str:
-    return "–" if value is None else f"{value:+.2f}"
+format_top1 = partial(optional, spec=".2%")
+format_count = partial(optional, spec=",.0f")
+format_ms = partial(optional, spec=".3f")
+format_ratio = partial(optional, spec=".3g", suffix="×")
+format_points = partial(optional, spec="+.2f")
 
 
 def _budget_text(budget: dict[str, Any] | None) -> str:

@@ -1,27 +1,10 @@
-"""Plain-text tables for the terminal."""
+"""The stage summary table printed after a run."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[str(h) for h in headers]] + [[_cell(value) for value in row] for row in rows]
-    widths = [max(len(row[index]) for row in cells) for index in range(len(headers))]
-    lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths)) for row in cells]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
+from devices.text import format_table
 
 
 def stage_summary(records: dict[str, dict[str, Any]]) -> str:

@@ -14,6 +14,7 @@ import numpy as np
 import tflite
 
 from devices.errors import ArtifactError
+from devices.tflite_file import open_model, operator_name, tensor_type_name
 
 # TensorType enum of the schema -> numpy dtype (only the types an int8 CNN graph holds).
 _TENSOR_DTYPES: dict[int, Any] = {
@@ -25,13 +26,6 @@ _TENSOR_DTYPES: dict[int, Any] = {
     tflite.TensorType.INT64: np.int64,
     tflite.TensorType.BOOL: np.bool_,
 }
-
-_OPERATOR_NAMES: dict[int, str] = {
-    value: name
-    for name, value in vars(tflite.BuiltinOperator).items()
-    if not name.startswith("_") and isinstance(value, int)
-}
-
 
 @dataclass(frozen=True)
 class Tensor:
@@ -109,10 +103,6 @@ _OPTION_CLASSES: dict[int, Any] = {
 }
 
 
-def operator_name(code: int) -> str:
-    return _OPERATOR_NAMES.get(code, f"BUILTIN_{code}")
-
-
 def load_graph(path: Path) -> Graph:
     path = Path(path)
     try:
@@ -125,12 +115,7 @@ def load_graph(path: Path) -> Graph:
 
 
 def parse_graph(data: bytes, source: Path | None = None) -> Graph:
-    if len(data) < 8 or data[4:8] != b"TFL3":
-        raise ArtifactError(
-            f"{source or 'model'} is not a TFLite flatbuffer (no TFL3 identifier); expected "
-            "an int8 .tflite from the export stage (hint: rebuild it with `make artifacts`)"
-        )
-    model = tflite.Model.GetRootAsModel(data, 0)
+    model = open_model(data, str(source or "model"))
     if model.SubgraphsLength() < 1:
         raise ArtifactError(f"{source or 'model'} has no subgraph (hint: re-export the model)")
     subgraph = model.Subgraphs(0)
@@ -156,7 +141,6 @@ def parse_graph(data: bytes, source: Path | None = None) -> Graph:
 def _read_tensor(model: Any, raw: Any, index: int) -> Tensor:
     type_code = raw.Type()
     dtype = _TENSOR_DTYPES.get(type_code)
-    type_names = {v: k for k, v in vars(tflite.TensorType).items() if not k.startswith("_")}
     shape = tuple(int(d) for d in raw.ShapeAsNumpy()) if raw.ShapeLength() else ()
     scales: tuple[float, ...] = ()
     zero_points: tuple[int, ...] = ()
@@ -176,7 +160,7 @@ def _read_tensor(model: Any, raw: Any, index: int) -> Tensor:
         name=raw.Name().decode("utf-8", "replace") if raw.Name() else f"t{index}",
         shape=shape,
         dtype=dtype,
-        type_name=type_names.get(type_code, str(type_code)),
+        type_name=tensor_type_name(type_code),
         scales=scales,
         zero_points=zero_points,
         quantized_dimension=quantized_dimension,
@@ -185,12 +169,7 @@ def _read_tensor(model: Any, raw: Any, index: int) -> Tensor:
 
 
 def _read_operator(codes: list[Any], raw: Any, index: int) -> Operator:
-    code = codes[raw.OpcodeIndex()]
-    builtin = max(int(code.BuiltinCode()), int(code.DeprecatedBuiltinCode()))
-    name = operator_name(builtin)
-    if name == "CUSTOM":
-        custom = code.CustomCode()
-        name = f"CUSTOM:{custom.decode() if custom else '?'}"
+    name = operator_name(codes[raw.OpcodeIndex()])
     options = None
     option_class = _OPTION_CLASSES.get(raw.BuiltinOptionsType())
     table = raw.BuiltinOptions()

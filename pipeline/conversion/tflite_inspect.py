@@ -10,17 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import tflite
-from tflite.utils import BUILTIN_OPCODE2NAME
 
 from devices.errors import ArtifactError, ExportError
+from devices.tflite_file import open_model, operator_name, tensor_type_name
 from pipeline.conversion.quantization import Quantization
 
-FILE_IDENTIFIER = b"TFL3"
-TENSOR_TYPE_NAMES: dict[int, str] = {
-    value: name.lower()
-    for name, value in vars(tflite.TensorType).items()
-    if not name.startswith("_") and isinstance(value, int)
-}
 FLOAT_TYPES = frozenset({"float32", "float16", "float64", "bfloat16"})
 
 
@@ -36,32 +30,13 @@ class TfliteOp:
         return any(t in FLOAT_TYPES for t in self.input_types + self.output_types)
 
 
-def _load(content: bytes, label: str) -> tflite.Model:
-    if len(content) < 8 or content[4:8] != FILE_IDENTIFIER:
-        raise ArtifactError(
-            f"{label} is not a TFLite flatbuffer: the file identifier is "
-            f"{content[4:8]!r}, expected {FILE_IDENTIFIER!r} (hint: the file is corrupt, "
-            "truncated or another format)"
-        )
-    return tflite.Model.GetRootAsModel(content, 0)
-
-
-def _op_name(model: tflite.Model, opcode_index: int) -> str:
-    code = model.OperatorCodes(opcode_index)
-    # Newer files keep codes > 127 in BuiltinCode; old ones only in DeprecatedBuiltinCode.
-    builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-    if builtin == tflite.BuiltinOperator.CUSTOM:
-        return f"CUSTOM:{(code.CustomCode() or b'').decode()}"
-    return BUILTIN_OPCODE2NAME.get(builtin, f"BUILTIN_{builtin}")
-
-
 def _tensor_type(subgraph: tflite.SubGraph, tensor_index: int) -> str:
-    return TENSOR_TYPE_NAMES.get(subgraph.Tensors(tensor_index).Type(), "unknown")
+    return tensor_type_name(subgraph.Tensors(tensor_index).Type()).lower()
 
 
 def list_ops(content: bytes, label: str = "model") -> list[TfliteOp]:
     """Every operator of every subgraph, with the types of its tensors (-1 = no input)."""
-    model = _load(content, label)
+    model = open_model(content, label)
     ops: list[TfliteOp] = []
     try:
         for subgraph_index in range(model.SubgraphsLength()):
@@ -71,7 +46,7 @@ def list_ops(content: bytes, label: str = "model") -> list[TfliteOp]:
                 inputs = [int(t) for t in op.InputsAsNumpy() if t >= 0] if op.InputsLength() else []
                 outputs = [int(t) for t in op.OutputsAsNumpy()] if op.OutputsLength() else []
                 ops.append(TfliteOp(
-                    len(ops), _op_name(model, op.OpcodeIndex()),
+                    len(ops), operator_name(model.OperatorCodes(op.OpcodeIndex())),
                     tuple(_tensor_type(subgraph, t) for t in inputs),
                     tuple(_tensor_type(subgraph, t) for t in outputs),
                 ))
@@ -101,7 +76,7 @@ def check_fully_integer(content: bytes, label: str = "model") -> None:
 
 def _quantization(subgraph: tflite.SubGraph, tensor_index: int) -> Quantization | None:
     tensor = subgraph.Tensors(tensor_index)
-    dtype = TENSOR_TYPE_NAMES.get(tensor.Type(), "unknown")
+    dtype = tensor_type_name(tensor.Type()).lower()
     parameters = tensor.Quantization()
     if dtype in FLOAT_TYPES or parameters is None or parameters.ScaleLength() != 1:
         return None
@@ -112,7 +87,7 @@ def io_quantization(
     content: bytes, label: str = "model"
 ) -> tuple[Quantization | None, Quantization | None]:
     """(input, output) quantization of the main subgraph; None for float tensors."""
-    subgraph = _load(content, label).Subgraphs(0)
+    subgraph = open_model(content, label).Subgraphs(0)
     return (
         _quantization(subgraph, int(subgraph.Inputs(0))),
         _quantization(subgraph, int(subgraph.Outputs(0))),
@@ -128,7 +103,7 @@ def _constant_types(model: tflite.Model) -> set[str]:
             tensor = subgraph.Tensors(tensor_index)
             buffer = model.Buffers(tensor.Buffer())
             if buffer is not None and (buffer.DataLength() > 0 or buffer.Size() > 0):
-                types.add(TENSOR_TYPE_NAMES.get(tensor.Type(), "unknown"))
+                types.add(tensor_type_name(tensor.Type()).lower())
     return types
 
 
@@ -137,7 +112,7 @@ def tflite_precision(content: bytes, label: str = "model") -> str:
     input_quantization, _ = io_quantization(content, label)
     if input_quantization is not None:
         return "int8"
-    weights = _constant_types(_load(content, label))
+    weights = _constant_types(open_model(content, label))
     if "float16" in weights:
         return "fp16"
     if "int8" in weights:
@@ -152,7 +127,7 @@ def constant_bytes(content: bytes, label: str = "model") -> int:
     signature, and per-channel quantization scales and zero points. It is a few KB
     whatever the model's size, so it dominates the int8/fp32 file ratio of tiny models.
     """
-    model = _load(content, label)
+    model = open_model(content, label)
     buffers: set[int] = set()
     for subgraph_index in range(model.SubgraphsLength()):
         subgraph = model.Subgraphs(subgraph_index)

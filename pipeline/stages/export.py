@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import onnx
 
+from devices.artifact_kinds import artifact_kind
 from devices.bench_runner import cpu_facts
 from devices.errors import ExportError
 from devices.fsutil import atomic_write_bytes
 from pipeline.config import ExportConfig
 from pipeline.conversion import onnx_inspect, tflite_inspect
-from pipeline.conversion.artifact_names import artifact_file
 from pipeline.conversion.onnx_int8_schemes import ONNX_INT8_SCHEMES
 from pipeline.conversion.quantization import Quantization
 from pipeline.conversion.strip_wrappers import strip_training_wrappers
@@ -223,12 +223,12 @@ def plan_exports(
     skipped: list[SkippedExport] = []
     for artifact_format in config.formats:
         for precision in config.precisions:
-            file = artifact_file(artifact_format, precision)
-            if file is None:
+            kind = artifact_kind(artifact_format, precision)
+            if kind is None:
                 reason = f"{artifact_format} has no {precision} export"
                 skipped.append(SkippedExport(artifact_format, precision, reason))
             else:
-                planned.append((artifact_format, precision, file))
+                planned.append((artifact_format, precision, kind.file))
     if not planned:
         raise ExportError(
             f"no artifact to export for formats {list(config.formats)} and precisions "

@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from devices.artifact_kinds import artifact_kind, format_of
 from devices.bench_runner import cpu_facts
 from devices.errors import ArtifactError, ValidationError
 from devices.fsutil import sha256_file
 from devices.runtimes import RuntimeInfo, load_onnx_session, load_tflite_interpreter, run_onnx
 from devices.runtimes import run_tflite as run_interpreter
 from pipeline.config import ValidateConfig
-from pipeline.conversion.artifact_names import FLOAT_PRECISIONS, format_of
 from pipeline.conversion.onnx_converter import check_onnx
 from pipeline.conversion.onnx_inspect import onnx_precision
 from pipeline.conversion.tflite_inspect import tflite_precision
@@ -193,7 +193,8 @@ def _failures(
             f"points), more than validate.max_accuracy_drop = {config.max_accuracy_drop} "
             f"({allowed} images)"
         )
-    if (metrics.precision in FLOAT_PRECISIONS and metrics.agreement is not None
+    kind = artifact_kind(metrics.format, metrics.precision)
+    if (kind is not None and kind.float_arithmetic and metrics.agreement is not None
             and metrics.agreement < config.min_float_agreement):
         failures.append(
             f"{metrics.file} ({metrics.precision}) agrees with Keras on {metrics.agreement:.4f} "

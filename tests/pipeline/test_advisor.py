@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from devices.artifact_kinds import model_file
 from devices.base import Budget, LatencyReport, TargetProfile, empty_latency
 from devices.errors import ConfigError
 from pipeline.advisor import (
@@ -19,7 +20,6 @@ from pipeline.advisor import (
     format_recommendation,
     quadratic_macs_fraction,
     read_measurement,
-    size_artifact,
     solve_prune_ratio,
 )
 from pipeline.config import PipelineConfig
@@ -193,7 +193,7 @@ def test_without_a_latency_report_latency_is_not_profiled(tmp_path: Path) -> Non
 
 
 def test_a_c_target_is_sized_by_its_tflite_model() -> None:
-    assert size_artifact(PROFILE) == "model_int8.tflite"
+    assert model_file(PROFILE.artifact_format, PROFILE.artifact_precision) == "model_int8.tflite"
 
 
 def test_the_arms_differ_only_in_their_prune_settings() -> None:
