@@ -199,7 +199,7 @@ def _module_available(dotted: str) -> bool:
 
 
 def _hostname() -> str:
-    import socket
+    import socket  # deferred: only the report names the host
 
     return socket.gethostname()
 

@@ -250,7 +250,7 @@ def run_tflite(interpreter: Any, x: np.ndarray) -> np.ndarray:
 def load_onnx_session(model: ModelSource, threads: int = 1) -> tuple[Any, RuntimeInfo]:
     """An onnxruntime CPU session for `model` (a path or the serialised bytes)."""
     try:
-        import onnxruntime
+        import onnxruntime  # deferred: only ONNX artifacts need it
     except ImportError as exc:
         raise RuntimeNotFoundError(
             f"onnxruntime is not importable: {exc} (hint: `pip install onnxruntime`)"

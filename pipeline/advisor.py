@@ -22,6 +22,7 @@ A limit an arm has no number for is listed as unverified and does not disqualify
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,9 +32,14 @@ from devices.artifact_kinds import model_file
 from devices.budget import read_report
 from devices.bundle import LATENCY_REPORT, MANIFEST, read_manifest
 from devices.errors import ConfigError
+from devices.text import format_table
+from models.complexity import count_macs
+from pipeline import flow
 from pipeline.config import PipelineConfig, build_config
 from pipeline.plots import non_dominated
 from pipeline.report import _final_stage, target_latency
+from pipeline.runner import Runner
+from pipeline.stages.train import build_for
 
 ARM_LABELS = {
     "distill": "distillation only",
@@ -243,8 +249,6 @@ def _width_scaled_macs_fraction(config: PipelineConfig, dataset: Any) -> Callabl
     """Remaining MACs of the teacher with every layer `ratio` narrower: its zoo model built
     (not trained) at width x (1 - ratio). Counts first and last layers right, which the
     quadratic rule overestimates."""
-    from models.complexity import count_macs
-    from pipeline.stages.train import build_for
 
     section = config.teacher
     full = count_macs(build_for(section, dataset))
@@ -261,8 +265,6 @@ def _width_scaled_macs_fraction(config: PipelineConfig, dataset: Any) -> Callabl
 
 
 def _replace(section: Any, **changes: Any) -> Any:
-    import dataclasses
-
     return dataclasses.replace(section, **changes)
 
 
@@ -310,7 +312,6 @@ class Measurement:
 
 
 def read_measurement(dist_dir: Path, target: str) -> Measurement | None:
-
     folder = Path(dist_dir) / target
     if not (folder / LATENCY_REPORT).is_file() or not (folder / MANIFEST).is_file():
         return None
@@ -369,8 +370,6 @@ def _last_stage(stage_names: Sequence[str]) -> str:
 def advise(config: PipelineConfig, target_profile: Any, build_dir: Path = Path("build"),
            echo: Callable[[str], None] = print, dist_dir: Path = Path("dist")) -> Recommendation:
     """Run (from cache where possible) the three arms and choose one for the target."""
-    from pipeline import flow
-    from pipeline.runner import Runner
 
     until = _last_stage(flow.stage_names())
     measurement = read_measurement(dist_dir, target_profile.name)
@@ -400,8 +399,6 @@ def advise(config: PipelineConfig, target_profile: Any, build_dir: Path = Path("
 
 def format_recommendation(recommendation: Recommendation) -> str:
     """A table of the three arms, then the rationale."""
-    from devices.text import format_table
-
     rows = [(arm.label, f"{100 * arm.top1:.2f}%", arm.params, arm.macs, arm.bytes,
              None if arm.latency_ms is None else round(arm.latency_ms, 4),
              "yes" if not any(c.passed is False for c in recommendation.checks[arm.name])

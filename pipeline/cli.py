@@ -1,4 +1,8 @@
-"""`python -m pipeline …` (console script `edge-pipeline`)."""
+"""`python -m pipeline …` (console script `edge-pipeline`).
+
+Each command imports its machinery inside its function: `check`, `targets`, `models`
+and `config show` must start in a fraction of a second, without TensorFlow, tf2onnx or
+onnxruntime, which the training and deploy commands load."""
 
 from __future__ import annotations
 

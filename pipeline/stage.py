@@ -37,7 +37,7 @@ class Stage:
 def uncompiled_copy(model: Any) -> Any:
     """Same architecture and weights, no optimizer: saved, it is a third of the size, and
     nothing downstream resumes training from it (the .keras format has no switch for it)."""
-    from devices.tf_env import keras
+    from devices.tf_env import keras  # deferred: TensorFlow only to save or load a model
 
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
@@ -51,7 +51,7 @@ def save_model(model: Any, out_dir: Path) -> Path:
 
 
 def load_model(entry_dir: Path) -> Any:
-    from devices.tf_env import keras
+    from devices.tf_env import keras  # deferred: TensorFlow only to save or load a model
 
     return keras.models.load_model(entry_dir / MODEL_FILE, compile=False)
 

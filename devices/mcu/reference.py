@@ -12,7 +12,7 @@ from devices.errors import RuntimeNotFoundError
 def reference_outputs(model: Path | bytes, samples: np.ndarray) -> np.ndarray:
     """Run int8 `samples` (batch of model inputs) through BUILTIN_REF, one at a time."""
     try:
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType  # deferred: optional
     except ImportError as exc:  # pragma: no cover - ai-edge-litert is a dependency
         raise RuntimeNotFoundError(
             "ai-edge-litert is not installed; it provides the reference kernels the MCU "

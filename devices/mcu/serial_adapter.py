@@ -119,7 +119,7 @@ class McuSerialAdapter(McuAdapter):
 
 def _serial_module() -> Any:
     try:
-        import serial
+        import serial  # deferred: pyserial only for a real board
     except ImportError as exc:
         raise DeviceError("pyserial is not installed; mcu-serial reads the board with it "
                           "(hint: pip install pyserial)") from exc

@@ -26,6 +26,7 @@ from pipeline.conversion import onnx_inspect, tflite_inspect
 from pipeline.conversion.onnx_int8_schemes import ONNX_INT8_SCHEMES
 from pipeline.conversion.quantization import Quantization
 from pipeline.conversion.strip_wrappers import strip_training_wrappers
+from pipeline.stage import Stage, StageContext, load_model
 
 STAGE_VERSION = "3"
 
@@ -133,7 +134,7 @@ class _Conversions:
 
 def _tflite(precision: str) -> Callable[[_Conversions], bytes]:
     def convert(conversions: _Conversions) -> bytes:
-        from pipeline.conversion.tflite_converter import convert_tflite
+        from pipeline.conversion.tflite_converter import convert_tflite  # deferred: TF
 
         return convert_tflite(conversions.model, precision, conversions.representative)
 
@@ -141,13 +142,13 @@ def _tflite(precision: str) -> Callable[[_Conversions], bytes]:
 
 
 def _onnx_fp32(conversions: _Conversions) -> bytes:
-    from pipeline.conversion.onnx_converter import convert_onnx
+    from pipeline.conversion.onnx_converter import convert_onnx  # deferred: tf2onnx
 
     return convert_onnx(conversions.model, conversions.config.opset)
 
 
 def _onnx_int8(conversions: _Conversions) -> bytes:
-    from pipeline.conversion.onnx_quantize import quantize_onnx_int8
+    from pipeline.conversion.onnx_quantize import quantize_onnx_int8  # deferred: ORT tools
 
     return quantize_onnx_int8(
         conversions.get("onnx", "fp32").content, conversions.representative,
@@ -266,7 +267,6 @@ def run_export(
 def export_stage(model_stage: str = "student") -> Any:
     """The runner's Stage: export the model saved by `model_stage` (e.g. "student" or the
     pruning stage's name), calibrated on the training split."""
-    from pipeline.stage import Stage, StageContext, load_model
 
     def run(context: StageContext) -> dict[str, Any]:
         model = load_model(context.upstream[model_stage].path)

@@ -29,6 +29,7 @@ from pipeline.config import ValidateConfig
 from pipeline.conversion.onnx_converter import check_onnx
 from pipeline.conversion.onnx_inspect import onnx_precision
 from pipeline.conversion.tflite_inspect import tflite_precision
+from pipeline.stage import Stage, StageContext, load_model
 from pipeline.stages.export import ExportResult
 
 STAGE_VERSION = "2"
@@ -234,7 +235,6 @@ def run_validate(
 def validate_stage(model_stage: str = "student") -> Any:
     """The runner's Stage: validate the export stage's artifacts against the model saved by
     `model_stage` on the test split."""
-    from pipeline.stage import Stage, StageContext, load_model
 
     def run(context: StageContext) -> dict[str, Any]:
         export_entry = context.upstream["export"]
