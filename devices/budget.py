@@ -83,8 +83,8 @@ def _latency_row(report: dict, budget: Budget) -> BudgetRow:
     stat = budget.latency_stat
     check = f"latency {stat} (ms)"
     limit_text = f"<= {budget.latency_ms:g}"
-    measured = (report.get("latency_ms") or {}).get(stat)
-    if (report.get("target") or {}).get("emulated"):
+    measured = report["latency_ms"][stat]
+    if report["target"]["emulated"]:
         return BudgetRow(check, limit_text, _format(measured), None,
                          "emulated target: timings are not device latency")
     return _row(check, budget.latency_ms, measured, lambda value: value <= budget.latency_ms,
@@ -92,16 +92,16 @@ def _latency_row(report: dict, budget: Budget) -> BudgetRow:
 
 
 def _accuracy_row(report: dict, budget: Budget) -> BudgetRow:
-    measured = (report.get("accuracy") or {}).get("top1")
+    measured = report["accuracy"]["top1"]
     return _row("top-1 accuracy", budget.min_accuracy, measured,
                 lambda value: value >= budget.min_accuracy, f">= {budget.min_accuracy:g}")
 
 
 def _ram_row(report: dict, budget: Budget) -> BudgetRow:
-    memory = report.get("memory") or {}
-    if memory.get("arena_bytes") is not None:  # microcontroller: the tensor arena is the RAM
+    memory = report["memory"]
+    if memory["arena_bytes"] is not None:  # microcontroller: the tensor arena is the RAM
         measured, what = memory["arena_bytes"] / 1024.0, "RAM (kB, arena)"
-    elif memory.get("peak_rss_mb") is not None:
+    elif memory["peak_rss_mb"] is not None:
         measured, what = memory["peak_rss_mb"] * 1024.0, "RAM (kB, peak RSS)"
     else:
         measured, what = None, "RAM (kB)"
@@ -110,9 +110,9 @@ def _ram_row(report: dict, budget: Budget) -> BudgetRow:
 
 
 def _flash_row(report: dict, budget: Budget) -> BudgetRow:
-    flash_bytes = (report.get("memory") or {}).get("flash_bytes")
+    flash_bytes = report["memory"]["flash_bytes"]
     if flash_bytes is None:
-        flash_bytes = (report.get("artifact") or {}).get("bytes")
+        flash_bytes = report["artifact"]["bytes"]
     measured = None if flash_bytes is None else flash_bytes / 1024.0
     return _row("flash (kB)", budget.flash_kb, measured, lambda value: value <= budget.flash_kb,
                 f"<= {budget.flash_kb:g}")
@@ -128,7 +128,7 @@ LIMIT_ROWS: dict[str, Callable[[dict, Budget], BudgetRow]] = {
 
 
 def _bit_identity_row(report: dict) -> BudgetRow | None:
-    identical = (report.get("extra") or {}).get("bit_identical_to_host")
+    identical = report.get("extra", {}).get("bit_identical_to_host")
     if identical is None:
         return None
     return BudgetRow("outputs bit-identical to x86 host", "identical",
@@ -136,8 +136,8 @@ def _bit_identity_row(report: dict) -> BudgetRow | None:
 
 
 def _regression_row(report: dict, baseline: dict, stat: str, max_regression: float) -> BudgetRow:
-    current = (report.get("latency_ms") or {}).get(stat)
-    before = (baseline.get("latency_ms") or {}).get(stat)
+    current = report["latency_ms"][stat]
+    before = baseline["latency_ms"][stat]
     check = f"latency {stat} vs baseline"
     limit_text = f"<= +{max_regression:.0%}"
     if current is None or before is None or before <= 0:
@@ -175,7 +175,7 @@ def evaluate_budget(
             budget.max_regression if budget.max_regression is not None
             else DEFAULT_MAX_REGRESSION)
         rows.append(_regression_row(report, baseline, budget.latency_stat, regression))
-    target = str((report.get("target") or {}).get("name", "?"))
+    target = report["target"]["name"]
     return CheckResult(target=target, rows=tuple(rows), limits=_limits(budget, regression))
 
 

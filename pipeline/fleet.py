@@ -101,11 +101,11 @@ def profile_fleet(
 def format_fleet_summary(outcomes: list[DeviceOutcome]) -> str:
     rows = []
     for outcome in outcomes:
-        report = outcome.report or {}
-        median = (report.get("latency_ms") or {}).get("median")
-        top1 = (report.get("accuracy") or {}).get("top1")
+        report = outcome.report
+        median = report["latency_ms"]["median"] if report else None
+        top1 = report["accuracy"]["top1"] if report else None
         status = "ok" if outcome.passed else ("FAILED" if outcome.error else "BUDGET BROKEN")
-        detail = outcome.error or "; ".join((report.get("budget") or {}).get("violations", []))
+        detail = outcome.error or "; ".join(report["budget"]["violations"] if report else [])
         rows.append((outcome.device, status, median, top1, detail))
     failed = [o.device for o in outcomes if not o.passed]
     verdict = f"{len(outcomes) - len(failed)} of {len(outcomes)} device(s) passed"

@@ -35,15 +35,10 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("pruned", "pruned"),
 )
 HOT_SPOT_ROWS = 8
-# where adapters put a per-op profile under `extra`; benchmark_model's "Summary by node
-# type" (node_types) ranks op kinds, its "Run Order" table (operators) single ops
-OP_PROFILE_KEYS = ("op_profile", "node_types", "operators", "ops", "per_op")
-OP_TABLE_KEYS = ("node_types", "operators")
-OP_NAME_KEYS = ("op", "node_type", "name", "type")
-# per-op cost keys, first present wins: (key, unit, factor to that unit)
-OP_COST_KEYS = (("ms", "ms", 1.0), ("time_ms", "ms", 1.0), ("avg_ms", "ms", 1.0),
-                ("mean_ms", "ms", 1.0), ("us", "ms", 1e-3), ("avg_us", "ms", 1e-3),
-                ("instructions", "instructions", 1.0), ("cycles", "cycles", 1.0))
+# A latency report's per-op profile (`extra.op_profile`, written by the adb adapter from
+# benchmark_model's tables, devices/benchmark_model_parser.py): "Summary by node type"
+# (node_types) ranks op kinds, "Run Order" (operators) single ops. Table -> its name column.
+OP_TABLES = (("node_types", "node_type"), ("operators", "name"))
 
 
 @dataclass(frozen=True)
@@ -93,19 +88,18 @@ def load_bundles(dist_dir: Path) -> list[TargetBundle]:
 
 
 def latency_stat(report: dict[str, Any]) -> str:
-    limits = (report.get("budget") or {}).get("limits") or {}
-    return str(limits.get("latency_stat", "median"))
+    return str(report["budget"]["limits"].get("latency_stat", "median"))
 
 
 def target_latency(report: dict[str, Any]) -> tuple[float | None, str]:
     """(latency in ms, where it comes from). A microcontroller report (one with an
     `instructions` section) holds instruction-count estimates of device time, not the
     emulator's wall clock; other emulated timings measure the emulator."""
-    emulated = bool((report.get("target") or {}).get("emulated"))
-    instructions = report.get("instructions") or {}
-    value = (report.get("latency_ms") or {}).get(latency_stat(report))
+    emulated = report["target"]["emulated"]
+    instructions = report["instructions"]
+    value = report["latency_ms"][latency_stat(report)]
     if instructions:
-        value = value if value is not None else instructions.get("est_ms")
+        value = value if value is not None else instructions["est_ms"]
         source = "instruction-count estimate"
     else:
         source = "emulated" if emulated else "measured"
@@ -169,7 +163,7 @@ def build_variants(bundles: Sequence[TargetBundle]) -> list[dict[str, Any]]:
         key = f"{_prefix(groups, fingerprint)}{artifact.get('file')}"
         if key not in variants:  # e.g. a microcontroller's generated C sources
             final = _final_stage(metrics)
-            record = {"top1": (bundle.latency.get("accuracy") or {}).get("top1"),
+            record = {"top1": bundle.latency["accuracy"]["top1"],
                       "bytes": artifact.get("bytes"), "format": artifact.get("format"),
                       "precision": artifact.get("precision")}
             variants[key] = _variant(key, f"{_prefix(groups, fingerprint)}{final} · "
@@ -243,37 +237,16 @@ def build_effects(metrics: dict[str, Any], variants: Sequence[dict[str, Any]],
     return effects
 
 
-def _op_entries(profile: Any) -> list[dict[str, Any]]:
-    if isinstance(profile, dict):
-        return [{"op": name, **(value if isinstance(value, dict) else {"ms": value})}
-                for name, value in profile.items()]
-    return [entry for entry in profile or [] if isinstance(entry, dict)]
-
-
-def _find_profile(extra: dict[str, Any]) -> Any:
-    for key in OP_PROFILE_KEYS:
-        value = extra.get(key)
-        if isinstance(value, dict) and any(table in value for table in OP_TABLE_KEYS):
-            value = next((value[table] for table in OP_TABLE_KEYS if value.get(table)), None)
-        if value:
-            return value
-    return None
-
-
 def hot_spots(report: dict[str, Any], limit: int = HOT_SPOT_ROWS) -> list[dict[str, Any]]:
-    """The costliest ops of a per-op profile under the report's `extra`, if it has one."""
-    entries = _op_entries(_find_profile(report.get("extra") or {}))
-    cost_key = next(((key, unit, factor) for key, unit, factor in OP_COST_KEYS
-                     if entries and all(key in entry for entry in entries)), None)
-    if cost_key is None:
-        return []
-    key, unit, factor = cost_key
-    total = sum(float(entry[key]) for entry in entries) or 1.0
-    rows = [{"op": str(next((entry[name] for name in OP_NAME_KEYS if name in entry), "?")),
-             "cost": float(entry[key]) * factor, "unit": unit,
-             "share": float(entry["percent"]) / 100.0 if "percent" in entry
-             else float(entry[key]) / total, "count": entry.get("count")}
-            for entry in entries]
+    """The costliest ops of the report's per-op profile, if it has one."""
+    profile = report.get("extra", {}).get("op_profile", {})
+    table, name = next(((profile[table], name) for table, name in OP_TABLES
+                        if profile.get(table)), ([], ""))
+    total = sum(float(entry["avg_ms"]) for entry in table) or 1.0
+    rows = [{"op": str(entry[name]), "cost": float(entry["avg_ms"]), "unit": "ms",
+             "share": float(entry.get("percent", 100.0 * entry["avg_ms"] / total)) / 100.0,
+             "count": entry.get("count")}
+            for entry in table]
     return sorted(rows, key=lambda row: -row["cost"])[:limit]
 
 
@@ -304,13 +277,13 @@ def _target_record(bundle: TargetBundle) -> dict[str, Any]:
         return record
     value, source = target_latency(report)
     return record | {
-        "adapter": (report.get("target") or {}).get("adapter"),
-        "emulated": bool((report.get("target") or {}).get("emulated")),
-        "artifact": report.get("artifact"), "runtime": report.get("runtime"),
-        "latency_stat": latency_stat(report), "latency_ms": report.get("latency_ms"),
-        "latency": value, "latency_source": source, "memory": report.get("memory"),
-        "instructions": report.get("instructions"), "accuracy": report.get("accuracy"),
-        "budget": report.get("budget"), "created": report.get("created"),
+        "adapter": report["target"]["adapter"],
+        "emulated": report["target"]["emulated"],
+        "artifact": report["artifact"], "runtime": report["runtime"],
+        "latency_stat": latency_stat(report), "latency_ms": report["latency_ms"],
+        "latency": value, "latency_source": source, "memory": report["memory"],
+        "instructions": report["instructions"], "accuracy": report["accuracy"],
+        "budget": report["budget"], "created": report["created"],
     }
 
 

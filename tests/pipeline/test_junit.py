@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ElementTree
 
-from devices.base import Budget
+from devices.base import Budget, LatencyReport, empty_latency
 from devices.budget import evaluate_budget
 from pipeline.junit import to_junit
 
 
 def _report(name: str, median: float, top1: float, emulated: bool = False) -> dict:
-    return {"schema": "edge-latency-report/1",
-            "target": {"name": name, "adapter": "host", "emulated": emulated},
-            "latency_ms": {"median": median, "p90": median * 1.2},
-            "accuracy": {"top1": top1}, "memory": {"peak_rss_mb": 100.0},
-            "artifact": {"bytes": 10_240}}
+    return LatencyReport(
+        target={"name": name, "adapter": "host", "device": {}, "emulated": emulated},
+        artifact={"file": "model_int8.tflite", "sha256": "a" * 64, "bytes": 10_240,
+                  "format": "tflite", "precision": "int8"},
+        runtime={"name": "litert", "version": "2.3.0", "threads": 1, "delegate": None},
+        runs={"warmup": 1, "measured": 5},
+        latency_ms={**empty_latency(), "median": median, "p90": median * 1.2},
+        memory={"peak_rss_mb": 100.0, "arena_bytes": None, "flash_bytes": None},
+        accuracy={"top1": top1, "reference_top1": top1, "samples": 40},
+    ).to_dict()
 
 
 def test_broken_limits_are_failures_and_the_counts_add_up() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from devices.base import LatencyReport
+from devices.base import LatencyReport, empty_latency
 from devices.errors import ArtifactError
 from devices.fsutil import atomic_write_json
 from pipeline.plots import PNG_SIGNATURE, ParetoPoint, non_dominated, pareto_front
@@ -229,21 +229,29 @@ def test_estimates_scale_the_measured_latency_by_macs(written: Any) -> None:
 
 
 def test_hot_spots_rank_ops_by_time() -> None:
-    report = {"extra": {"op_profile": [{"op": "ADD", "ms": 1.0, "count": 2},
-                                       {"op": "CONV_2D", "ms": 3.0, "count": 4}]}}
-    rows = hot_spots(report)
-    assert [row["op"] for row in rows] == ["CONV_2D", "ADD"]
-    assert rows[0]["share"] == pytest.approx(0.75)
-    assert hot_spots({"extra": {}}) == []
+    """The profile as the adb adapter writes it: node types first, else single operators."""
+    operators = [{"node_type": "ADD", "name": "add_1", "avg_ms": 1.0},
+                 {"node_type": "CONV_2D", "name": "conv_1", "avg_ms": 3.0}]
+    rows = hot_spots({"extra": {"op_profile": {"operators": operators, "node_types": []}}})
+    assert [row["op"] for row in rows] == ["conv_1", "add_1"]
+    assert rows[0]["share"] == pytest.approx(0.75)  # no percent column: share of the total
+    node_types = [{"node_type": "CONV_2D", "count": 4, "avg_ms": 3.0, "percent": 70.0}]
+    rows = hot_spots({"extra": {"op_profile": {"operators": operators, "node_types": node_types}}})
+    assert rows == [{"op": "CONV_2D", "cost": 3.0, "unit": "ms", "share": 0.7, "count": 4}]
+    assert hot_spots({"extra": {}}) == [] == hot_spots({})
 
 
 def test_latency_of_a_plain_report_is_its_budget_stat() -> None:
-    report = {"target": {"emulated": False}, "latency_ms": {"median": 2.0, "p90": 3.0},
-              "budget": {"limits": {"latency_stat": "p90"}}}
+    p90_budget = {"limits": {"latency_stat": "p90"}, "passed": True, "violations": []}
+    report = _report("rpi", "ssh", "model_int8.tflite", "tflite", 2.0, 3.0, 0.96,
+                     budget=p90_budget)
     assert target_latency(report) == (3.0, "measured")
-    emulated = {"target": {"emulated": True}, "latency_ms": {"median": 9.0}}
+    emulated = _report("rpi-emu", "ssh", "model_int8.tflite", "tflite", 9.0, 9.5, 0.96,
+                       emulated=True, budget={"limits": {}, "passed": None, "violations": []})
     assert target_latency(emulated) == (9.0, "emulated")
-    estimated_only = {"latency_ms": {}, "instructions": {"est_ms": 4.5}}
+    estimated_only = {**emulated, "latency_ms": empty_latency(),
+                      "instructions": {"count": 4_500, "per_mac": 4.5, "est_cycles": 4_500,
+                                       "est_ms": 4.5, "clock_mhz": 1.0, "cpi": 1.0}}
     assert target_latency(estimated_only) == (4.5, "instruction-count estimate")
 
 
