@@ -8,9 +8,12 @@ Stages: the teacher (pipeline.training.train_classifier), distillation (train_di
 the teacher's forward pass on the same augmented batch the student trains on) and
 fine-tuning (the prune stage's `kd` and `finetune` strategies run these same two loops, on
 the pruned model). Each is timed with and without augmentation; the bare loop is
-`model.fit(x, y)` on the NumPy arrays, no augmentation. Epoch times after the first
-(tracing) are kept; runs are interleaved and the median of `--repeats` is printed, since
-this machine's speed drifts (seen: the same command at 3,200 and 6,400 images/s).
+`model.fit(x, y)` of the same model on the NumPy arrays (for distillation, the same
+Distiller: the teacher's forward pass and the student's step), with augmentation by
+Keras' own RandomTranslation and RandomFlip layers in front of the model.
+Epoch times after the first (tracing) are kept; runs are interleaved and the median of
+`--repeats` is printed, since this machine's speed drifts (seen: the same command at 3,200
+and 6,400 images/s).
 Without --data it uses random CIFAR-shaped images (throughput does not depend on them).
 """
 
@@ -29,11 +32,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from devices.tf_env import keras  # noqa: E402
+from devices.tf_env import keras, tf  # noqa: E402
 from models import create_model  # noqa: E402
 from pipeline.config import StudentConfig, TeacherConfig  # noqa: E402
 from pipeline.data import DataConfig, Dataset, load_dataset  # noqa: E402
-from pipeline.training import train_classifier, train_distilled  # noqa: E402
+from pipeline.distiller import Distiller  # noqa: E402
+from pipeline.training import (  # noqa: E402
+    AUGMENT_SHIFT_PIXELS,
+    train_classifier,
+    train_distilled,
+)
 
 BATCH_SIZE = 128
 
@@ -75,14 +83,46 @@ def _images_per_second(data: Dataset, run: Callable[[EpochTimer], None]) -> floa
     return len(data.x_train) / statistics.median(timer.seconds[1:])
 
 
-def _bare(model_name: str, width: float, epochs: int) -> Callable[[Dataset], float]:
-    def measure(data: Dataset) -> float:
-        model = _model(model_name, data, width)
+def _keras_augmentation(data: Dataset) -> Any:
+    """Keras' own preprocessing layers for the same shifts and flips: what a bare loop uses."""
+    height, width = data.input_shape[:2]
+    return keras.Sequential([
+        keras.layers.RandomTranslation(AUGMENT_SHIFT_PIXELS / height,
+                                       AUGMENT_SHIFT_PIXELS / width, fill_mode="constant",
+                                       interpolation="nearest", seed=0),
+        keras.layers.RandomFlip("horizontal", seed=0),
+    ])
+
+
+def _fit_bare(model: Any, data: Dataset, epochs: int, augment: bool) -> float:
+    """`model.fit` on the arrays; with augment, on a tf.data batch stream through Keras'
+    layers, the usual way."""
+    if isinstance(model, Distiller):
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), alpha=0.1, temperature=4.0)
+    else:
         model.compile(keras.optimizers.Adam(1e-3),
                       keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        return _images_per_second(data, lambda timer: model.fit(
-            data.x_train, data.y_train, batch_size=BATCH_SIZE, epochs=epochs, verbose=0,
-            callbacks=[timer]))
+    source: dict[str, Any] = {"x": data.x_train, "y": data.y_train, "batch_size": BATCH_SIZE}
+    if augment:
+        layers = _keras_augmentation(data)
+        stream = tf.data.Dataset.from_tensor_slices((data.x_train, data.y_train))
+        source = {"x": stream.shuffle(len(data.x_train), seed=0).batch(BATCH_SIZE).map(
+            lambda images, labels: (layers(images, training=True), labels)).prefetch(2)}
+    return _images_per_second(data, lambda timer: model.fit(
+        **source, epochs=epochs, verbose=0, callbacks=[timer]))
+
+
+def _bare(model_name: str, width: float, epochs: int, augment: bool
+          ) -> Callable[[Dataset], float]:
+    return lambda data: _fit_bare(_model(model_name, data, width), data, epochs, augment)
+
+
+def _bare_distiller(width: float, epochs: int, augment: bool) -> Callable[[Dataset], float]:
+    """The same Distiller model (teacher forward + student step) fit on the bare arrays."""
+    def measure(data: Dataset) -> float:
+        model = Distiller(teacher=_model("seed_teacher", data),
+                          student=_model("seed_student", data, width))
+        return _fit_bare(model, data, epochs, augment)
     return measure
 
 
@@ -130,14 +170,15 @@ def main() -> int:
     epochs = max(2, args.epochs)
     # (stage, augment, its loop, the bare fit of the same model)
     rows = [
-        ("teacher", False, _teacher(False, epochs), _bare("seed_teacher", 1.0, epochs)),
-        ("teacher", True, _teacher(True, epochs), _bare("seed_teacher", 1.0, epochs)),
-        ("distillation", False, _distilled(False, epochs, 1.0), _bare("seed_student", 1.0, epochs)),
-        ("distillation", True, _distilled(True, epochs, 1.0), _bare("seed_student", 1.0, epochs)),
+        ("teacher", False, _teacher(False, epochs), _bare("seed_teacher", 1.0, epochs, False)),
+        ("teacher", True, _teacher(True, epochs), _bare("seed_teacher", 1.0, epochs, True)),
+        ("distillation", False, _distilled(False, epochs, 1.0),
+         _bare_distiller(1.0, epochs, False)),
+        ("distillation", True, _distilled(True, epochs, 1.0), _bare_distiller(1.0, epochs, True)),
         ("fine-tuning (finetune)", True, _finetuned(True, epochs),
-         _bare("seed_student", 0.5, epochs)),
+         _bare("seed_student", 0.5, epochs, True)),
         ("fine-tuning (kd)", True, _distilled(True, epochs, 0.5),
-         _bare("seed_student", 0.5, epochs)),
+         _bare_distiller(0.5, epochs, True)),
     ]
     results: dict[int, tuple[list[float], list[float]]] = {i: ([], []) for i in range(len(rows))}
     for _ in range(args.repeats):  # interleaved, so drift hits every row alike

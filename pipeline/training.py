@@ -37,15 +37,19 @@ def seed_everything(seed: int) -> None:
 def make_input_pipeline(
     x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool, augment: bool, seed: int
 ) -> Any:
-    dataset = tf.data.Dataset.from_tensor_slices((x, y))
+    # Batches are gathered from whole arrays by shuffled indices, as Keras does for arrays:
+    # shuffling and batching single images costs more than a small model's training step.
+    images, labels = tf.constant(x), tf.constant(y)
+    indices = tf.data.Dataset.range(len(x))
     if shuffle:
-        dataset = dataset.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
+        indices = indices.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    dataset = indices.batch(batch_size).map(
+        lambda batch: (tf.gather(images, batch), tf.gather(labels, batch)))
     if augment:
         # One seed pair per batch, new ones every epoch: stateless ops stay reproducible.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         dataset = tf.data.Dataset.zip((dataset, seeds)).map(
-            _augmenter(x.shape[1:]))
+            _augmenter(x.shape[1:]), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -65,13 +69,12 @@ def _augmenter(shape: tuple[int, ...]) -> Any:
             [count, 2], shift_seed, minval=0, maxval=2 * pad + 1, dtype=tf.int32)
         padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
         rows = offsets[:, :1] + tf.range(height)[tf.newaxis, :]
-        columns = offsets[:, 1:] + tf.range(width)[tf.newaxis, :]
+        columns = tf.range(width)[tf.newaxis, :]
+        if channels == 3:  # a flip reads the columns backwards: one gather does both
+            flip = tf.random.stateless_uniform([count, 1], flip_seed) < 0.5
+            columns = tf.where(flip, width - 1 - columns, columns)
         images = tf.gather(padded, rows, axis=1, batch_dims=1)
-        images = tf.gather(images, columns, axis=2, batch_dims=1)
-        if channels == 3:
-            flip = tf.random.stateless_uniform([count], flip_seed) < 0.5
-            images = tf.where(flip[:, tf.newaxis, tf.newaxis, tf.newaxis],
-                              tf.reverse(images, axis=[2]), images)
+        images = tf.gather(images, offsets[:, 1:] + columns, axis=2, batch_dims=1)
         return images, labels
 
     return augment

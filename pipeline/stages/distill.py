@@ -55,6 +55,6 @@ def headline(record: dict[str, Any]) -> str:
 
 
 STAGE = Stage(
-    name="student", version=1, sections=("student", "distribute"), upstream=("teacher",),
+    name="student", version=2, sections=("student", "distribute"), upstream=("teacher",),
     run=run_distill, headline=headline, trains=True,
 )

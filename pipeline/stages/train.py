@@ -63,6 +63,6 @@ def run_teacher(context: StageContext) -> dict[str, Any]:
 
 
 STAGE = Stage(
-    name="teacher", version=1, sections=("teacher", "distribute"), upstream=(),
+    name="teacher", version=2, sections=("teacher", "distribute"), upstream=(),
     run=run_teacher, headline=top1_headline, trains=True,
 )

@@ -1,0 +1,86 @@
+"""The whole flow on colour images: 2,000 of the real CIFAR-10 training JPEGs (200 a class,
+from ../shared/data), one or two epochs. Covers 3-channel normalisation, colour
+augmentation (flips) in real training, int8 export and validation, the microcontroller
+readiness check and the generated C for 32x32x3 inputs, bit-exact on the emulated
+Cortex-M4, and the schemas of what ships."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pipeline.config import load_config
+from pipeline.deploy import deploy
+from tests.contracts import assert_follows_schemas
+
+ARCHIVE = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
+PER_CLASS = 200
+OVERRIDES = (
+    "teacher.epochs=2", "student.epochs=2", "teacher.width=0.5", "student.width=0.5",
+    "prune.finetune_epochs=1", "data.bundle_samples=20", "profile.runs=3", "profile.warmup=1",
+    "data.test_split=0.2", "data.validation_split=0.1",
+    # ten classes from 1,600 images in two epochs: a weak model, many near-ties for int8
+    "validate.max_accuracy_drop=5.0",
+)
+
+pytestmark = pytest.mark.skipif(not ARCHIVE.is_file(), reason=f"{ARCHIVE} is missing")
+
+
+def _extract_slice(folder: Path) -> Path:
+    """The first PER_CLASS JPEGs of every class folder, as `folder:` reads them."""
+    taken: dict[str, int] = {}
+    with tarfile.open(ARCHIVE) as archive:
+        for member in archive:
+            parts = Path(member.name).parts
+            if not member.isfile() or len(parts) != 3 or parts[0] != "train":
+                continue
+            if taken.get(parts[1], 0) < PER_CLASS:
+                taken[parts[1]] = taken.get(parts[1], 0) + 1
+                target = folder / parts[1] / parts[2]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(archive.extractfile(member).read())
+    assert sorted(taken.values()) == [PER_CLASS] * 10
+    return folder
+
+
+@pytest.fixture(scope="module")
+def colour(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    images = _extract_slice(tmp_path_factory.mktemp("cifar10-slice"))
+    config = load_config(overrides=[*OVERRIDES, f"data.name=folder:{images}"])
+    root = tmp_path_factory.mktemp("colour")
+    outcome = deploy(config, "mcu", build_dir=root / "build", dist_dir=root / "dist",
+                     echo=lambda _: None)
+    manifest = json.loads((outcome.bundle / "manifest.json").read_text())
+    return {"outcome": outcome, "manifest": manifest}
+
+
+@pytest.mark.slow
+@pytest.mark.qemu_system
+def test_colour_images_reach_the_microcontroller_bit_exact(colour: dict[str, Any]) -> None:
+    outcome, manifest = colour["outcome"], colour["manifest"]
+    assert_follows_schemas(outcome.bundle)
+    assert manifest["input"]["shape"] == [32, 32, 3]
+    normalisation = manifest["input"]["normalisation"]
+    assert normalisation["mean"] == [0.0] * 3 and normalisation["std"] == [255.0] * 3
+    shipped = np.load(outcome.bundle / "inputs.npz")["x"]  # (raw - mean) / std, per channel
+    assert shipped.shape == (20, 32, 32, 3) and 0.0 <= shipped.min() < shipped.max() <= 1.0
+    assert len({float(shipped[..., channel].mean()) for channel in range(3)}) == 3
+    assert manifest["labels"][:2] == ["airplane", "automobile"] and len(manifest["labels"]) == 10
+    assert manifest["dataset"]["train"] + manifest["dataset"]["validation"] \
+        + manifest["dataset"]["test"] == 10 * PER_CLASS
+    teacher = manifest["metrics"]["teacher"]
+    assert teacher["top1"] > 0.15  # it learnt something in two epochs (chance: 0.10)
+    report = outcome.report
+    assert report["extra"]["readiness"]["ready"] is True
+    assert report["extra"]["bit_exactness"]["mismatches"] == 0
+    assert report["accuracy"]["top1"] == report["accuracy"]["reference_top1"]
+    assert report["accuracy"]["samples"] == 20
+    assert report["instructions"]["count"] > manifest["metrics"]["pruned"]["macs"]
+    files = {entry["path"] for entry in manifest["files"]}
+    assert {"model/model.c", "model/model.h", "model_int8.tflite"} <= files
+    assert "#define MODEL_INPUT_BYTES 3072" in (outcome.bundle / "model" / "model.h").read_text()
