@@ -21,13 +21,12 @@ from pipeline.bundle import write_bundle
 from pipeline.config import PipelineConfig
 from pipeline.distribute import cluster_role
 from pipeline.fleet import copy_bundle, device_profiles, profile_fleet
-from pipeline.profile import DeployOutcome, profile_bundle
+from pipeline.profile import DeployOutcome, Echo, profile_bundle
 from pipeline.runner import Runner, RunResult
 from pipeline.stages.export import ExportResult
 from pipeline.stages.validate import ValidateResult
 from pipeline.summary import stage_summary
 
-Echo = Callable[[str], None]
 METRIC_KEYS = ("model", "top1", "params", "macs", "bytes", "wall_time_s", "epochs_run",
                "history", "distribute")
 PRUNED_KEYS = METRIC_KEYS + ("top1_before_finetune", "top1_before_pruning", "method",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import shutil
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,9 +21,7 @@ from devices.errors import ConfigError, PipelineError
 from devices.fsutil import atomic_directory
 from devices.text import format_table
 from pipeline.config import PipelineConfig
-from pipeline.profile import profile_bundle
-
-Echo = Callable[[str], None]
+from pipeline.profile import Echo, profile_bundle
 
 
 @dataclass(frozen=True)
