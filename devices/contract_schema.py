@@ -14,8 +14,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 from devices.errors import ArtifactError
 
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
@@ -27,7 +25,9 @@ def schema_path(schema_id: str) -> Path:
 
 
 @functools.cache
-def _validator(schema_id: str) -> jsonschema.Draft202012Validator:
+def _validator(schema_id: str) -> Any:
+    import jsonschema  # deferred: 40 ms of every command's start-up, needed only to check
+
     path = schema_path(schema_id)
     if not path.is_file():
         known = sorted(p.name.removesuffix(".schema.json") for p in SCHEMA_DIR.glob("*.json"))
@@ -38,7 +38,9 @@ def _validator(schema_id: str) -> jsonschema.Draft202012Validator:
 
 def check_document(document: Any, schema_id: str, label: str, hint: str) -> None:
     """ArtifactError naming the first wrong field unless `document` follows the schema."""
-    error = jsonschema.exceptions.best_match(_validator(schema_id).iter_errors(document))
+    from jsonschema.exceptions import best_match  # deferred with the validator
+
+    error = best_match(_validator(schema_id).iter_errors(document))
     if error is not None:
         where = ".".join(str(part) for part in error.absolute_path) or "the document"
         raise ArtifactError(f"{label} does not follow {schema_id}: {where}: {error.message} "
