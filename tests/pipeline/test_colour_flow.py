@@ -1,5 +1,6 @@
 """The whole flow on colour images: 2,000 of the real CIFAR-10 training JPEGs (200 a class,
-from ../shared/data), one or two epochs. Covers 3-channel normalisation, colour
+from ../shared/data, where the project's CI lays it), or, in a clone without it, 2,000
+generated 32x32 colour JPEGs of ten colour-coded classes; one or two epochs. Covers 3-channel normalisation, colour
 augmentation (flips) in real training, int8 export and validation, the microcontroller
 readiness check and the generated C for 32x32x3 inputs, bit-exact on the emulated
 Cortex-M4, and the schemas of what ships."""
@@ -28,7 +29,21 @@ OVERRIDES = (
     "validate.max_accuracy_drop=5.0",
 )
 
-pytestmark = pytest.mark.skipif(not ARCHIVE.is_file(), reason=f"{ARCHIVE} is missing")
+def _generate_images(folder: Path) -> Path:
+    """Ten classes told apart by colour and a bright square's place, with noise, as JPEGs."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for label in range(10):
+        hue = np.array([label % 3, (label // 3) % 3, label % 2], np.float32) * 90 + 40
+        (folder / f"class{label}").mkdir(parents=True)
+        for index in range(PER_CLASS):
+            image = rng.normal(hue, 40, (32, 32, 3))
+            row, column = divmod(label % 4, 2)
+            image[row * 16:row * 16 + 12, column * 16:column * 16 + 12] += 80
+            Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(
+                folder / f"class{label}" / f"{index:04d}.jpg")
+    return folder
 
 
 def _extract_slice(folder: Path) -> Path:
@@ -50,7 +65,8 @@ def _extract_slice(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def colour(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    images = _extract_slice(tmp_path_factory.mktemp("cifar10-slice"))
+    source = _extract_slice if ARCHIVE.is_file() else _generate_images
+    images = source(tmp_path_factory.mktemp("colour-images"))
     config = load_config(overrides=[*OVERRIDES, f"data.name=folder:{images}"])
     root = tmp_path_factory.mktemp("colour")
     outcome = deploy(config, "mcu", build_dir=root / "build", dist_dir=root / "dist",
@@ -70,7 +86,9 @@ def test_colour_images_reach_the_microcontroller_bit_exact(colour: dict[str, Any
     shipped = np.load(outcome.bundle / "inputs.npz")["x"]  # (raw - mean) / std, per channel
     assert shipped.shape == (20, 32, 32, 3) and 0.0 <= shipped.min() < shipped.max() <= 1.0
     assert len({float(shipped[..., channel].mean()) for channel in range(3)}) == 3
-    assert manifest["labels"][:2] == ["airplane", "automobile"] and len(manifest["labels"]) == 10
+    assert len(manifest["labels"]) == 10
+    if ARCHIVE.is_file():
+        assert manifest["labels"][:2] == ["airplane", "automobile"]
     assert manifest["dataset"]["train"] + manifest["dataset"]["validation"] \
         + manifest["dataset"]["test"] == 10 * PER_CLASS
     teacher = manifest["metrics"]["teacher"]
