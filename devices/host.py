@@ -152,6 +152,7 @@ class HostConnection:
 class HostAdapter(DeviceAdapter):
     name = "host"
     Connection = HostConnection
+    emulated = False  # the runner runs on this CPU itself
 
     def __init__(self, profile: TargetProfile) -> None:
         super().__init__(profile)
@@ -183,12 +184,18 @@ class HostAdapter(DeviceAdapter):
         if self.bundle is None:
             raise DeviceError(f"{self.profile.name}: benchmark() before deploy() "
                               "(hint: call deploy(bundle) first)")
-        timeout = self.profile.connection.timeout_s
-        document = run_runner_locally([sys.executable], self.bundle.artifact_path,
-                                      self.bundle.inputs_path, settings, timeout,
-                                      self.profile.name)
-        device = {"hostname": _hostname(), **(document.get("cpu") or {})}
-        return report_from_runner(self.profile, self.bundle, document, device)
+        document = run_runner_locally(self.runner_command(), self.bundle.artifact_path,
+                                      self.bundle.inputs_path, settings,
+                                      self.profile.connection.timeout_s, self.profile.name)
+        return report_from_runner(self.profile, self.bundle, document,
+                                  self.device_facts(document), self.emulated)
+
+    # What a subclass that runs the same runner another way changes (devices/x86_emu.py).
+    def runner_command(self) -> list[str]:
+        return [sys.executable]
+
+    def device_facts(self, document: dict[str, Any]) -> dict[str, Any]:
+        return {"hostname": _hostname(), **(document.get("cpu") or {})}
 
 
 def _module_available(dotted: str) -> bool:

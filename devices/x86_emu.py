@@ -12,9 +12,10 @@ from __future__ import annotations
 import shutil
 import sys
 from dataclasses import dataclass
+from typing import Any
 
-from devices.base import BenchmarkSettings, DeviceError, LatencyReport
-from devices.host import HostAdapter, report_from_runner, run_runner_locally
+from devices.base import DeviceError
+from devices.host import HostAdapter
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class X86EmuExtra:
 class X86EmuAdapter(HostAdapter):
     name = "x86-emu"
     Extra = X86EmuExtra
+    emulated = True
 
     def check(self) -> None:
         super().check()
@@ -33,19 +35,13 @@ class X86EmuAdapter(HostAdapter):
             raise DeviceError(f"{self.profile.name}: {self.profile.extra.qemu} is not on PATH "
                               "(hint: apt-get install qemu-user-static)")
 
-    def benchmark(self, settings: BenchmarkSettings) -> LatencyReport:
-        if self.bundle is None:
-            raise DeviceError(f"{self.profile.name}: benchmark() before deploy() "
-                              "(hint: call deploy(bundle) first)")
-        extra = self.profile.extra
-        document = run_runner_locally(
-            [extra.qemu, "-cpu", extra.cpu_model, sys.executable], self.bundle.artifact_path,
-            self.bundle.inputs_path, settings, self.profile.connection.timeout_s,
-            self.profile.name)
+    def runner_command(self) -> list[str]:
+        return [self.profile.extra.qemu, "-cpu", self.profile.extra.cpu_model, sys.executable]
+
+    def device_facts(self, document: dict[str, Any]) -> dict[str, Any]:
         # qemu-user shows the host's /proc/cpuinfo: name the emulated model instead.
-        host_cpu = (document.get("cpu") or {}).get("model")
-        device = {"emulated_cpu": f"qemu {extra.cpu_model}", "host_cpu": host_cpu}
-        return report_from_runner(self.profile, self.bundle, document, device, emulated=True)
+        return {"emulated_cpu": f"qemu {self.profile.extra.cpu_model}",
+                "host_cpu": (document.get("cpu") or {}).get("model")}
 
 
 ADAPTER = X86EmuAdapter
