@@ -10,7 +10,6 @@ name, as in the pipeline config.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import tomllib
 import typing
@@ -24,7 +23,7 @@ from devices.base import Budget, DeviceAdapter, TargetProfile
 from devices.errors import ConfigError
 from devices.literals import parse_value
 from devices.registry import adapter_class, list_adapters
-from devices.sections import bounded, build_section, check_value, field_names, required_choice
+from devices.sections import bounded, build_section, check_field, field_names, required_choice
 
 PROFILE_DIR = Path(__file__).resolve().parent / "targets"
 
@@ -81,7 +80,7 @@ def load_profile(
     _apply_environment(document, sections["connection"], environ, label)
     for key, value in (overrides or {}).items():
         _apply_override(document, sections, key, value, label)
-    return _build_profile(document, adapter, label)
+    return _build_profile(document, adapter, sections, label)
 
 
 def _profile_path(name_or_path: str | Path) -> Path:
@@ -134,13 +133,8 @@ def _apply_environment(document: dict, connection_cls: type, environ: Mapping[st
         value = environ.get(str(variable), "")
         if value != "":
             connection[key] = _from_text(connection_cls, key, value)
-            _check_one(connection_cls, key, connection[key],
-                       f"{label}: {variable} (connection.{key})")
-
-
-def _check_one(cls: type, key: str, value: Any, where: str) -> None:
-    spec = next(f for f in dataclasses.fields(cls) if f.name == key)
-    check_value(where, typing.get_type_hints(cls)[key], spec.metadata, value)
+            check_field(connection_cls, key, connection[key],
+                        f"{label}: {variable} (connection.{key})")
 
 
 def _apply_override(document: dict, sections: dict[str, type], key: str, value: str,
@@ -161,14 +155,15 @@ def _text(document: dict, key: str, label: str) -> str:
     return value
 
 
-def _build_profile(document: dict, adapter: str, label: str) -> TargetProfile:
+def _build_profile(document: dict, adapter: str, section_classes: dict[str, type],
+                   label: str) -> TargetProfile:
     unknown = set(document) - set(SECTIONS)
     if unknown:
         raise ConfigError(f"{label}: unknown key(s) {', '.join(sorted(unknown))}; expected "
                           f"{', '.join(SECTIONS)}")
     sections = {
         name: build_section(f"{label}: {name}", cls, document.get(name, {}))
-        for name, cls in _section_classes(adapter_class(adapter)).items()
+        for name, cls in section_classes.items()
     }
     return TargetProfile(
         name=_text(document, "name", label), adapter=adapter,

@@ -63,6 +63,12 @@ def build_section(label: str, cls: type, values: Any) -> Any:
     return cls(**checked)
 
 
+def check_field(cls: type, name: str, value: Any, key: str) -> Any:
+    """One field's value checked as build_section would; `key` names it in messages."""
+    spec = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return check_value(key, typing.get_type_hints(cls)[name], spec.metadata, value)
+
+
 def check_value(key: str, annotation: Any, metadata: Any, value: Any) -> Any:
     value = _coerce_type(key, annotation, value)
     if value is None:
