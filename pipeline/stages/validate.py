@@ -44,17 +44,21 @@ class ArtifactMetrics:
     bytes: int
     samples: int
     correct: int  # test images it classifies right
-    top1: float
     agreement: float | None  # with the reference (Keras) argmax; None without a reference
     max_abs_logit_diff: float | None
     runtime: RuntimeInfo
 
+    @property
+    def top1(self) -> float:
+        return self.correct / self.samples
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "top1": self.top1}
 
     @classmethod
     def from_dict(cls, document: dict[str, Any]) -> ArtifactMetrics:
-        return cls(**{**document, "runtime": RuntimeInfo(**document["runtime"])})
+        fields = {key: value for key, value in document.items() if key != "top1"}
+        return cls(**{**fields, "runtime": RuntimeInfo(**document["runtime"])})
 
     def manifest_record(self) -> dict[str, Any]:
         """manifest metrics.artifacts[<file>] (docs/architecture.md, Contracts)."""
@@ -67,11 +71,14 @@ class ArtifactMetrics:
 
 @dataclass(frozen=True)
 class ValidateResult:
-    keras_top1: float
     keras_correct: int
     samples: int
     artifacts: tuple[ArtifactMetrics, ...]
     machine: dict[str, Any]  # the CPU whose kernels gave these numbers
+
+    @property
+    def keras_top1(self) -> float:
+        return self.keras_correct / self.samples
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,8 +92,7 @@ class ValidateResult:
     @classmethod
     def from_dict(cls, document: dict[str, Any]) -> ValidateResult:
         return cls(
-            float(document["keras_top1"]), int(document["keras_correct"]),
-            int(document["samples"]),
+            int(document["keras_correct"]), int(document["samples"]),
             tuple(ArtifactMetrics.from_dict(a) for a in document["artifacts"]),
             dict(document["machine"]),
         )
@@ -159,7 +165,7 @@ def validate_artifact(
     correct = int(np.sum(predictions == np.asarray(y)))
     return ArtifactMetrics(
         path.name, artifact_format, run.precision, path.stat().st_size, len(x), correct,
-        correct / len(x), agreement, difference, run.runtime,
+        agreement, difference, run.runtime,
     )
 
 
@@ -214,7 +220,6 @@ def run_validate(
     x_test = np.asarray(x_test, np.float32)
     reference = np.asarray(model.predict(x_test, batch_size=KERAS_BATCH, verbose=0), np.float32)
     keras_correct = int(np.sum(reference.argmax(axis=1) == np.asarray(y_test)))
-    keras_top1 = keras_correct / len(y_test)
     results = []
     for exported in export.artifacts:
         path = Path(artifacts_dir) / exported.file
@@ -229,7 +234,7 @@ def run_validate(
             + " (hint: more representative samples (export.representative_samples), a "
             "float precision, or a looser validate limit)"
         )
-    return ValidateResult(keras_top1, keras_correct, len(x_test), tuple(results), cpu_facts())
+    return ValidateResult(keras_correct, len(x_test), tuple(results), cpu_facts())
 
 
 def validate_stage(model_stage: str = "student") -> Any:

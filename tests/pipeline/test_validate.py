@@ -147,7 +147,7 @@ def test_a_drop_of_exactly_the_limit_passes_and_one_image_more_fails(
 
 def _metrics_with(correct: int, samples: int) -> ArtifactMetrics:
     return ArtifactMetrics("model_int8.onnx", "onnx", "int8", 1, samples, correct,
-                           correct / samples, None, None, RuntimeInfo("onnxruntime", "1"))
+                           None, None, RuntimeInfo("onnxruntime", "1"))
 
 
 @pytest.mark.parametrize(("limit", "samples", "allowed"), [
