@@ -115,8 +115,9 @@ def variants(ratios: list[float]) -> dict[str, Callable[[Any], Any]]:
         for round_to in (1, 8, 16):
             suffix = f" round_to {round_to}" if round_to > 1 else ""
             table[f"channel {ratio}{suffix}"] = channel(ratio, round_to)
+    mode = magnitude.get_mode("magnitude")
     table[f"magnitude {ratios[0]}"] = lambda model: magnitude.prune_one_shot(
-        model, magnitude.get_mode("magnitude"), ratios[0])
+        model, mode, magnitude.target_sparsities(model, mode, ratio=ratios[0]))
     return table
 
 

@@ -59,9 +59,10 @@ class TeacherConfig(TrainingSection):
 @dataclass(frozen=True)
 class StudentConfig(TrainingSection):
     model: str = "seed_student"
-    loss: str = choice("kd", "kd", "soft_ce")
+    loss: str = choice("kd", "kd", "soft_ce", "seed")
     temperature: float = bounded(4.0, 0.1, 100.0)
     alpha: float = bounded(0.1, 0.0, 1.0)
+    contrastive_weight: float = bounded(0.5, 0.0, 100.0)  # lambda of loss = "seed"
     baseline: bool = False
 
 
@@ -69,9 +70,10 @@ class StudentConfig(TrainingSection):
 class PruneConfig:
     method: str = choice("channel", "channel", "magnitude", "m_by_n", "none")
     source: str = choice("student", "student", "teacher")  # which trained model to prune
-    criterion: str = choice("l1", "l1", "apoz", "bn_scale")
+    criterion: str = choice("l1", "l1", "apoz", "bn_scale", "seed")
     ratio: float = bounded(0.5, 0.0, 0.95)
     threshold: float = bounded(0.0, 0.0, 1.0)  # > 0 selects by the criterion's rule instead
+    activation_threshold: float = bounded(0.0, 0.0, 1.0)  # alpha of criterion "seed"
     scope: str = choice("layer", "layer", "global")
     min_channels: int = bounded(2, 1, 4096)
     round_to: int = choice(1, 1, 2, 4, 8, 16, 32)

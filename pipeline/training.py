@@ -174,7 +174,7 @@ def train_distilled(
         learning_rate=learning_rate or settings.learning_rate, seed=seed, callbacks=callbacks,
         compile_options={
             "alpha": settings.alpha, "temperature": settings.temperature,
-            "loss_kind": settings.loss,
+            "loss_kind": settings.loss, "contrastive_weight": settings.contrastive_weight,
         },
     )
 

@@ -61,6 +61,7 @@ class PrunePlan:
             "criterion": self.criterion,
             "ratio": self.rule.ratio,
             "threshold": self.rule.threshold,
+            "activation_threshold": self.rule.activation_threshold,
             "scope": self.rule.scope,
             "min_channels": self.rule.min_channels,
             "round_to": self.rule.round_to,
@@ -77,13 +78,14 @@ def plan_pruning(
 ) -> PrunePlan:
     chosen = get_criterion(criterion)
     rule = SelectionRule(
-        ratio=rule.ratio, threshold=rule.threshold, scope=rule.scope,
+        ratio=rule.ratio, threshold=rule.threshold,
+        activation_threshold=rule.activation_threshold, scope=rule.scope,
         min_channels=rule.min_channels, round_to=rule.round_to,
         threshold_relative_to_max=chosen.threshold_relative_to_max,
         comparable_across_layers=chosen.comparable_across_layers,
     )
     rule.check()
-    keep = select_channels(chosen.score(model, graph, sample_inputs), rule)
+    keep = select_channels(chosen.score(model, graph, sample_inputs, rule), rule)
     decisions = tuple(
         GroupDecision(index, graph.groups[index].producers, graph.groups[index].channels,
                       tuple(int(c) for c in kept))
@@ -98,8 +100,8 @@ def plan_pruning(
 
 def prune_channels(
     model: Any, criterion: str, *, ratio: float | None = None, threshold: float | None = None,
-    scope: str = "layer", min_channels: int = 2, round_to: int = 1,
-    sample_inputs: np.ndarray | None = None,
+    activation_threshold: float | None = None, scope: str = "layer", min_channels: int = 2,
+    round_to: int = 1, sample_inputs: np.ndarray | None = None,
 ) -> tuple[Any, PrunePlan]:
     """A narrower copy of `model` without its least important channels, and the plan.
 
@@ -107,7 +109,8 @@ def prune_channels(
     Raises PruningError naming any layer the dependency analysis cannot handle.
     """
     graph = analyse(model)
-    rule = SelectionRule(ratio=ratio, threshold=threshold, scope=scope,
+    rule = SelectionRule(ratio=ratio, threshold=threshold,
+                         activation_threshold=activation_threshold, scope=scope,
                          min_channels=min_channels, round_to=round_to)
     plan = plan_pruning(model, graph, criterion, rule, sample_inputs)
     keep = {decision.index: np.asarray(decision.kept) for decision in plan.decisions}

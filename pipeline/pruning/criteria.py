@@ -6,6 +6,10 @@
   on sample inputs. Threshold rule: prune if activation rate < alpha.
 - `bn_scale`: |gamma| of the BatchNorm after the conv (Network Slimming). Threshold rule:
   prune if |gamma| < threshold. Groups without BatchNorm get no score and stay whole.
+- `seed`: both of the seed article's rules at once: prune a channel if |w| < beta * w_max
+  (beta = `prune.threshold`) or its activation rate < alpha (`prune.activation_threshold`).
+  Its score, min(|w| / w_max, rate * beta / alpha), falls under beta exactly when either
+  rule holds, so the shared threshold selection applies unchanged.
 
 A criterion returns scores only for the groups it can judge; the plan lists the others.
 """
@@ -21,9 +25,11 @@ import numpy as np
 from devices.errors import PruningError
 from devices.tf_env import keras
 from pipeline.pruning.graph import ChannelGroup, DependencyGraph
+from pipeline.pruning.selection import SelectionRule
 
 Scores = dict[int, np.ndarray]
-ScoreFunction = Callable[[Any, DependencyGraph, "np.ndarray | None"], Scores]
+# (model, graph, sample inputs, rule): only `seed` reads the rule's two thresholds
+ScoreFunction = Callable[[Any, DependencyGraph, "np.ndarray | None", SelectionRule], Scores]
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,10 @@ def _filter_l1(layer: Any) -> np.ndarray:
     return kernel.reshape(-1, kernel.shape[-1]).sum(axis=0)
 
 
-def l1_scores(model: Any, graph: DependencyGraph, sample_inputs: np.ndarray | None) -> Scores:
+def l1_scores(
+    model: Any, graph: DependencyGraph, sample_inputs: np.ndarray | None,
+    rule: SelectionRule | None = None,
+) -> Scores:
     return {
         group.index: sum(_filter_l1(model.get_layer(name)) for name in group.producers)
         for group in graph.prunable_groups()
@@ -70,7 +79,10 @@ def _batch_norms(model: Any, group: ChannelGroup) -> list[Any]:
             if isinstance(layer := model.get_layer(name), keras.layers.BatchNormalization)]
 
 
-def bn_scale_scores(model: Any, graph: DependencyGraph, sample_inputs: np.ndarray | None) -> Scores:
+def bn_scale_scores(
+    model: Any, graph: DependencyGraph, sample_inputs: np.ndarray | None,
+    rule: SelectionRule | None = None,
+) -> Scores:
     """Groups without a scaled BatchNorm (e.g. a Dense hidden layer) are left whole."""
     scores = {}
     for group in graph.prunable_groups():
@@ -100,7 +112,10 @@ def _relu_outputs(model: Any, group: ChannelGroup) -> list[Any]:
     return [layer.output for layer in layers if _is_relu(layer)]
 
 
-def apoz_scores(model: Any, graph: DependencyGraph, sample_inputs: np.ndarray | None) -> Scores:
+def apoz_scores(
+    model: Any, graph: DependencyGraph, sample_inputs: np.ndarray | None,
+    rule: SelectionRule | None = None,
+) -> Scores:
     if sample_inputs is None or len(sample_inputs) == 0:
         raise PruningError(
             "criterion apoz needs sample inputs to measure activations "
@@ -130,6 +145,23 @@ def apoz_scores(model: Any, graph: DependencyGraph, sample_inputs: np.ndarray | 
     return {index: np.mean(rates, axis=0) for index, rates in scores.items()}
 
 
+def seed_scores(
+    model: Any, graph: DependencyGraph, sample_inputs: np.ndarray | None,
+    rule: SelectionRule | None = None,
+) -> Scores:
+    if rule is None or not rule.threshold or not rule.activation_threshold:
+        raise PruningError(
+            "criterion seed needs both of the article's thresholds (hint: set "
+            "prune.threshold = beta > 0 and prune.activation_threshold = alpha > 0)"
+        )
+    beta, alpha = rule.threshold, rule.activation_threshold
+    weights, rates = l1_scores(model, graph, sample_inputs), apoz_scores(model, graph, sample_inputs)
+    return {
+        index: np.minimum(values / max(float(np.max(values)), 1e-12), rates[index] * beta / alpha)
+        for index, values in weights.items() if index in rates
+    }
+
+
 register_criterion(Criterion(
     "l1", l1_scores, threshold_relative_to_max=True, comparable_across_layers=False,
     needs_samples=False, description="L1 norm of each filter; prune if |w| < beta * w_max",
@@ -143,4 +175,9 @@ register_criterion(Criterion(
     "bn_scale", bn_scale_scores, threshold_relative_to_max=False,
     comparable_across_layers=True, needs_samples=False,
     description="|gamma| of the BatchNorm after the conv (Network Slimming)",
+))
+register_criterion(Criterion(
+    "seed", seed_scores, threshold_relative_to_max=False, comparable_across_layers=True,
+    needs_samples=True,
+    description="the seed article's two rules: |w| < beta * w_max or activation rate < alpha",
 ))

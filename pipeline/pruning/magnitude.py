@@ -1,7 +1,9 @@
 """TensorFlow Model Optimization's unstructured modes, for comparison with channel pruning.
 
 `magnitude` zeroes the smallest weights of every Conv2D/Dense kernel under a polynomial
-schedule; `m_by_n` zeroes 2 of every 4 consecutive input weights of the same kernels (2:4).
+schedule: the same fraction `prune.ratio` of each kernel, or with `prune.threshold` = beta > 0
+the seed article's rule per layer, every weight with |w| < beta * max|w| of its kernel (each
+layer's fraction measured on the trained model, then held by the schedule); `m_by_n` zeroes 2 of every 4 consecutive input weights of the same kernels (2:4).
 Depthwise kernels stay dense: TFMOT does not prune them. After `strip_pruning` the model is
 dense again: same shapes, same parameter count, same file size; only a compressor (gzip) or
 a sparse kernel can exploit the zeros, which is why TFLite shows no latency gain for them.
@@ -31,8 +33,8 @@ SCHEDULE_UPDATES = 20  # mask updates over the schedule; more is slower, fewer i
 class SparsityMode:
     name: str
     wraps: Callable[[Any], bool]  # which layers get a pruning wrapper
-    options: Callable[[float, Any], dict[str, Any]]  # (target sparsity, schedule) -> kwargs
-    fixed_sparsity: float | None  # m_by_n: the pattern decides, not `ratio`
+    options: Callable[[Any], dict[str, Any]]  # schedule -> prune_low_magnitude kwargs
+    fixed_sparsity: float | None  # m_by_n: the pattern decides, not `ratio` or `threshold`
 
 
 def _dense_or_conv(layer: Any) -> bool:
@@ -44,11 +46,11 @@ def _dense_or_conv(layer: Any) -> bool:
 MODES: dict[str, SparsityMode] = {
     "magnitude": SparsityMode(
         "magnitude", _dense_or_conv,
-        lambda sparsity, schedule: {"pruning_schedule": schedule}, None,
+        lambda schedule: {"pruning_schedule": schedule}, None,
     ),
     "m_by_n": SparsityMode(
         "m_by_n", _dense_or_conv,
-        lambda sparsity, schedule: {"pruning_schedule": schedule, "sparsity_m_by_n": M_BY_N},
+        lambda schedule: {"pruning_schedule": schedule, "sparsity_m_by_n": M_BY_N},
         M_BY_N[0] / M_BY_N[1],
     ),
 }
@@ -62,23 +64,49 @@ def get_mode(name: str) -> SparsityMode:
     return MODES[name]
 
 
-def polynomial_schedule(sparsity: float, total_steps: int) -> Any:
-    """0 -> `sparsity` over the first 3/4 of training, then hold (masks fixed)."""
+Sparsities = dict[str, float]  # layer name -> fraction of its kernel set to zero
+ScheduleFor = Callable[[float], Any]  # a layer's target sparsity -> its TFMOT schedule
+
+
+def target_sparsities(
+    model: Any, mode: SparsityMode, *, ratio: float, threshold: float = 0.0
+) -> Sparsities:
+    """Each wrapped layer's target: the mode's fixed pattern, the share of its weights under
+    `threshold` * its largest |w| (when threshold > 0), or `ratio` for every layer."""
+    def share_under_threshold(layer: Any) -> float:
+        kernel = np.abs(layer.get_weights()[0])
+        return float(np.mean(kernel < threshold * kernel.max())) if kernel.max() > 0 else 0.0
+
+    def target(layer: Any) -> float:
+        if mode.fixed_sparsity is not None:
+            return mode.fixed_sparsity
+        return share_under_threshold(layer) if threshold > 0 else ratio
+
+    return {layer.name: target(layer) for layer in model.layers if mode.wraps(layer)}
+
+
+def polynomial_schedule(total_steps: int) -> ScheduleFor:
+    """0 -> each layer's sparsity over the first 3/4 of training, then hold (masks fixed)."""
     frequency = max(1, total_steps // SCHEDULE_UPDATES)
     end_step = max(frequency, (int(total_steps * 0.75) // frequency) * frequency)
-    return sparsity_api.PolynomialDecay(
+    return lambda sparsity: sparsity_api.PolynomialDecay(
         initial_sparsity=0.0, final_sparsity=sparsity, begin_step=0, end_step=end_step,
         frequency=frequency,
     )
 
 
-def wrap(model: Any, mode: SparsityMode, sparsity: float, schedule: Any) -> Any:
-    """A copy of `model` (weights included) with pruning wrappers on the mode's layers."""
-    options = mode.options(sparsity, schedule)
+def constant_schedule(sparsity: float) -> Any:
+    return sparsity_api.ConstantSparsity(sparsity, begin_step=0, frequency=1)
 
+
+def wrap(model: Any, mode: SparsityMode, sparsities: Sparsities, schedule_for: ScheduleFor) -> Any:
+    """A copy of `model` (weights included) with pruning wrappers on the mode's layers."""
     def clone_layer(layer: Any) -> Any:
         fresh = layer.__class__.from_config(layer.get_config())
-        return sparsity_api.prune_low_magnitude(fresh, **options) if mode.wraps(layer) else fresh
+        if not mode.wraps(layer):
+            return fresh
+        options = mode.options(schedule_for(sparsities[layer.name]))
+        return sparsity_api.prune_low_magnitude(fresh, **options)
 
     wrapped = keras.models.clone_model(model, clone_function=clone_layer)
     for layer in model.layers:
@@ -95,10 +123,9 @@ def _wrapped_name(wrapped: Any, name: str) -> str:
     return name if name in names else f"prune_low_magnitude_{name}"
 
 
-def prune_one_shot(model: Any, mode: SparsityMode, sparsity: float) -> Any:
-    """Masks at the final sparsity applied once, no training: the `before fine-tune` model."""
-    schedule = sparsity_api.ConstantSparsity(sparsity, begin_step=0, frequency=1)
-    wrapped = wrap(model, mode, sparsity, schedule)
+def prune_one_shot(model: Any, mode: SparsityMode, sparsities: Sparsities) -> Any:
+    """Masks at the final sparsities applied once, no training: the `before fine-tune` model."""
+    wrapped = wrap(model, mode, sparsities, constant_schedule)
     for layer in wrapped.layers:
         if hasattr(layer, "pruning_obj"):
             layer.pruning_step.assign(1)  # TFMOT applies the 2:4 masks at step 1 only

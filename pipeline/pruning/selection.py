@@ -20,6 +20,7 @@ RATIO_EPSILON = 1e-9  # 12 * (1 - 0.5 / 0.75) must count as 4 channels, not 3.99
 class SelectionRule:
     ratio: float | None = None
     threshold: float | None = None
+    activation_threshold: float | None = None  # the `seed` criterion's alpha
     scope: str = "layer"
     min_channels: int = 2
     round_to: int = 1

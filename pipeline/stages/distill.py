@@ -29,6 +29,7 @@ def run_distill(context: StageContext) -> dict[str, Any]:
     record["loss"], record["temperature"], record["alpha"] = (
         section.loss, section.temperature, section.alpha
     )
+    record["contrastive_weight"] = section.contrastive_weight if section.loss == "seed" else None
     record["scratch"] = _train_scratch(context, context.out_dir / SCRATCH_FOLDER) if (
         section.baseline
     ) else None

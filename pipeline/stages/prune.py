@@ -167,6 +167,7 @@ def _channel(inputs: StageInputs) -> MethodOutcome:
             model, config.criterion,
             ratio=None if use_threshold else round_ratio,
             threshold=config.threshold if use_threshold else None,
+            activation_threshold=config.activation_threshold or None,
             scope=config.scope, min_channels=config.min_channels, round_to=config.round_to,
             sample_inputs=samples,
         )
@@ -197,11 +198,15 @@ def _channel(inputs: StageInputs) -> MethodOutcome:
 def _sparse(inputs: StageInputs) -> MethodOutcome:
     config = inputs.config
     mode = magnitude.get_mode(config.method)
-    target = mode.fixed_sparsity if mode.fixed_sparsity is not None else config.ratio
-    one_shot = magnitude.prune_one_shot(inputs.student, mode, target)
+    targets = magnitude.target_sparsities(
+        inputs.student, mode, ratio=config.ratio, threshold=config.threshold)
+    one_shot = magnitude.prune_one_shot(inputs.student, mode, targets)
     notes = [f"unstructured {mode.name}: dense shapes unchanged, zeros only"]
     if mode.fixed_sparsity is not None:
-        notes.append(f"2:4 pattern fixes sparsity at {target:.2f}; prune.ratio ignored")
+        notes.append(f"2:4 pattern fixes sparsity at {mode.fixed_sparsity:.2f}; "
+                     "prune.ratio and prune.threshold ignored")
+    elif config.threshold > 0:
+        notes.append(f"|w| < {config.threshold:g} * max|w| per layer; prune.ratio ignored")
     model, history = one_shot, {}
     if config.finetune_epochs > 0:
         strategy = "finetune" if config.finetune == "retrain" else config.finetune
@@ -209,14 +214,14 @@ def _sparse(inputs: StageInputs) -> MethodOutcome:
             notes.append("retrain is not meaningful for masks: fine-tuned instead")
         steps = magnitude.steps_for(len(inputs.data.x_train), inputs.training.batch_size,
                                     config.finetune_epochs)
-        wrapped = magnitude.wrap(inputs.student, mode, target,
-                                 magnitude.polynomial_schedule(target, steps))
+        wrapped = magnitude.wrap(inputs.student, mode, targets,
+                                 magnitude.polynomial_schedule(steps))
         wrapped, history = retrain(
             strategy, wrapped, inputs.teacher, inputs.data,
             _settings(inputs, config.finetune_epochs, (magnitude.update_step_callback(),)),
         )
         # Early stopping may restore mid-schedule weights: re-apply the final masks.
-        model = magnitude.prune_one_shot(magnitude.strip(wrapped), mode, target)
+        model = magnitude.prune_one_shot(magnitude.strip(wrapped), mode, targets)
     return MethodOutcome(
         model=model, top1_before_finetune=_test_top1(one_shot, inputs.data),
         finetune=config.finetune if config.finetune_epochs > 0 else None, history=history,

@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 
 from devices.tf_env import keras, tf
-from pipeline.distiller import Distiller, distillation_loss
+from pipeline.distiller import (
+    CONTRASTIVE_TEMPERATURE,
+    Distiller,
+    contrastive_term,
+    distillation_loss,
+)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -46,6 +51,37 @@ def test_soft_ce_uses_the_plain_soft_label_cross_entropy() -> None:
     assert float(soft) == pytest.approx(cross_entropy, rel=1e-6)
     assert cross_entropy > kl  # they differ by the teacher's entropy
     assert float(total) == pytest.approx(0.2 * hard + 0.8 * 9.0 * cross_entropy, rel=1e-6)
+
+
+def _info_nce(teacher: np.ndarray, student: np.ndarray, scale: float) -> float:
+    def unit(rows: np.ndarray) -> np.ndarray:
+        return rows / np.linalg.norm(rows, axis=-1, keepdims=True)
+
+    similarities = unit(student) @ unit(teacher).T / scale
+    return float(-np.mean(np.log(np.diag(_softmax(similarities)))))
+
+
+def test_seed_loss_adds_lambda_times_the_contrastive_term() -> None:
+    rng = np.random.default_rng(0)
+    teacher, student = rng.normal(size=(8, 10)), rng.normal(size=(8, 10))
+    labels = rng.integers(0, 10, 8)
+    total, _, soft = distillation_loss(
+        tf.constant(labels), tf.constant(teacher), tf.constant(student),
+        alpha=0.0, temperature=1.0, loss_kind="seed", contrastive_weight=0.7,
+    )
+    cross_entropy = np.mean(-np.sum(_softmax(teacher) * np.log(_softmax(student)), axis=-1))
+    contrastive = _info_nce(teacher, student, CONTRASTIVE_TEMPERATURE)
+    assert contrastive > 1.0  # unrelated random vectors: far from aligned
+    assert float(soft) == pytest.approx(cross_entropy, rel=1e-6)
+    assert float(total) == pytest.approx(cross_entropy + 0.7 * contrastive, rel=1e-5)
+
+
+def test_contrastive_term_rewards_matching_the_own_images_teacher() -> None:
+    """Student vectors equal to their own image's teacher score lower than swapped ones."""
+    matched = float(contrastive_term(tf.constant(TEACHER), tf.constant(TEACHER)))
+    swapped = float(contrastive_term(tf.constant(TEACHER), tf.constant(TEACHER[::-1])))
+    assert matched == pytest.approx(_info_nce(TEACHER, TEACHER, CONTRASTIVE_TEMPERATURE))
+    assert matched < 0.01 < swapped
 
 
 def _tiny(name: str, batch_norm: bool) -> keras.Model:

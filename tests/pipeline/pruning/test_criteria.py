@@ -13,6 +13,9 @@ from devices.tf_env import keras
 from pipeline.pruning import CRITERIA, analyse, get_criterion, prune_channels
 
 
+RATIO_CRITERIA = sorted(set(CRITERIA) - {"seed"})  # seed selects by its two thresholds only
+
+
 def _set_filter_norms(layer: Any, norms: list[float]) -> None:
     kernel, *rest = layer.get_weights()
     per_filter = kernel.reshape(-1, kernel.shape[-1]).shape[0]
@@ -72,7 +75,7 @@ def test_apoz_measures_activation_rates() -> None:
     model = _apoz_model()
     graph = analyse(model)
     samples = np.random.default_rng(1).normal(size=(32, 8, 8, 1)).astype(np.float32)
-    scores = get_criterion("apoz").score(model, graph, samples)
+    scores = get_criterion("apoz").score(model, graph, samples, None)
     rates = scores[graph.group_of_producer("conv1").index]
     np.testing.assert_array_equal(rates[[0, 1, 2, 3, 5]], [1, 0, 1, 0, 1])
     assert 0.2 < rates[4] < 0.8
@@ -110,7 +113,32 @@ def test_bn_scale_without_batch_norm_is_refused(weight_tools: Any) -> None:
         prune_channels(weight_tools.sequential_cnn(), "bn_scale", ratio=0.5)
 
 
-@pytest.mark.parametrize("criterion", sorted(CRITERIA))
+def test_seed_prunes_by_either_of_the_articles_rules(weight_tools: Any) -> None:
+    """Filter norms 5, 1, 4, 6, 3, 0.5 (beta = 0.3 prunes norms under 1.8) and biases that
+    keep channels 2 and 5 always off (alpha = 0.1 prunes them): one rule alone misses some."""
+    model = weight_tools.sequential_cnn()
+    layer = model.get_layer("conv1")
+    _set_filter_norms(layer, [5, 1, 4, 6, 3, 0.5])
+    kernel, bias = layer.get_weights()
+    layer.set_weights([kernel, np.where(np.isin(np.arange(6), [2, 5]), -100.0, 100.0)])
+    samples = np.random.default_rng(0).normal(
+        size=(16, *model.input_shape[1:])).astype(np.float32)
+    conv1 = {}
+    for criterion, thresholds in (("l1", {"threshold": 0.3}), ("apoz", {"threshold": 0.1}),
+                                  ("seed", {"threshold": 0.3, "activation_threshold": 0.1})):
+        _, plan = prune_channels(model, criterion, min_channels=1, sample_inputs=samples,
+                                 **thresholds)
+        conv1[criterion] = plan.decisions[0].kept
+    assert conv1 == {"l1": (0, 2, 3, 4), "apoz": (0, 1, 3, 4), "seed": (0, 3, 4)}
+
+
+def test_seed_without_both_thresholds_is_refused(weight_tools: Any) -> None:
+    with pytest.raises(PruningError, match="prune.activation_threshold = alpha > 0"):
+        prune_channels(weight_tools.sequential_cnn(), "seed", threshold=0.3,
+                       sample_inputs=np.zeros((2, 12, 12, 2), np.float32))
+
+
+@pytest.mark.parametrize("criterion", RATIO_CRITERIA)
 def test_every_criterion_prunes_a_bn_student(criterion: str) -> None:
     model = models.create_model("seed_student", (28, 28, 1), 3, batch_norm=True)
     samples = np.random.default_rng(0).normal(size=(16, 28, 28, 1)).astype(np.float32)
@@ -142,7 +170,7 @@ def test_global_scope_takes_channels_where_they_matter_least() -> None:
     assert plan.to_dict()["scope"] == "global"
 
 
-@pytest.mark.parametrize("criterion", sorted(CRITERIA))
+@pytest.mark.parametrize("criterion", RATIO_CRITERIA)
 @pytest.mark.parametrize(("name", "input_shape"), [("resnet8", (16, 16, 3)),
                                                    ("ds_student", (16, 16, 1))])
 def test_every_criterion_halves_every_group_of_the_zoo(criterion: str, name: str,

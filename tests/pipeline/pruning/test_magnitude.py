@@ -22,7 +22,8 @@ def ds_model() -> Any:
 
 def test_magnitude_one_shot_reaches_the_target_per_layer(ds_model: Any) -> None:
     mode = magnitude.get_mode("magnitude")
-    pruned = magnitude.prune_one_shot(ds_model, mode, 0.6)
+    targets = magnitude.target_sparsities(ds_model, mode, ratio=0.6)
+    pruned = magnitude.prune_one_shot(ds_model, mode, targets)
     stats = magnitude.sparsity_stats(pruned, mode)
     # TFMOT prunes Conv2D and Dense kernels; depthwise kernels stay dense
     assert set(stats.per_layer) == {"stem_conv", "block1_pw_conv", "block2_pw_conv",
@@ -40,7 +41,9 @@ def test_magnitude_one_shot_reaches_the_target_per_layer(ds_model: Any) -> None:
 
 def test_m_by_n_one_shot_is_two_of_four(ds_model: Any) -> None:
     mode = magnitude.get_mode("m_by_n")
-    pruned = magnitude.prune_one_shot(ds_model, mode, 0.5)
+    targets = magnitude.target_sparsities(ds_model, mode, ratio=0.9, threshold=0.5)
+    assert set(targets.values()) == {0.5}  # the pattern decides, not ratio or threshold
+    pruned = magnitude.prune_one_shot(ds_model, mode, targets)
     for name in ("block1_pw_conv", "block2_pw_conv", "logits"):
         kernel = pruned.get_layer(name).get_weights()[0]
         assert pruning_utils.is_pruned_m_by_n(tf.constant(kernel), (2, 4)), name
@@ -50,8 +53,25 @@ def test_m_by_n_one_shot_is_two_of_four(ds_model: Any) -> None:
     assert not pruning_utils.is_pruned_m_by_n(original)
 
 
+def test_threshold_zeroes_each_kernel_under_beta_times_its_own_max(ds_model: Any) -> None:
+    """The seed article's rule per layer: |w| < beta * max|w| of that kernel, whatever share
+    of the kernel that is (it differs between layers)."""
+    mode, beta = magnitude.get_mode("magnitude"), 0.3
+    targets = magnitude.target_sparsities(ds_model, mode, ratio=0.9, threshold=beta)
+    pruned = magnitude.prune_one_shot(ds_model, mode, targets)
+    for name in targets:
+        original = ds_model.get_layer(name).get_weights()[0]
+        below = np.abs(original) < beta * np.abs(original).max()
+        assert targets[name] == pytest.approx(below.mean())
+        kept = pruned.get_layer(name).get_weights()[0] != 0
+        # ties at the boundary aside, exactly the weights under the threshold are zero
+        assert np.mean(kept == ~below) > 0.995, name
+    assert len(set(round(value, 3) for value in targets.values())) > 1
+    assert max(targets.values()) < 0.9  # ratio ignored
+
+
 def test_polynomial_schedule_ends_on_an_update_step() -> None:
-    schedule = magnitude.polynomial_schedule(0.7, 400)
+    schedule = magnitude.polynomial_schedule(400)(0.7)
     config = schedule.get_config()["config"]
     assert config["end_step"] % config["frequency"] == 0
     assert config["end_step"] <= 300

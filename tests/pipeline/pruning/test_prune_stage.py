@@ -154,10 +154,32 @@ def test_magnitude_keeps_the_dense_size_and_gains_only_gzip(trained: dict[str, A
     assert np.mean(kernel == 0) == pytest.approx(0.7, abs=0.01)
 
 
+def test_magnitude_threshold_prunes_each_layer_under_beta_times_its_max(
+    trained: dict[str, Any], tmp_path: Path
+) -> None:
+    """prune.threshold drives magnitude pruning (it was ignored): each kernel loses the share
+    of its weights under beta * its own max|w|, measured on the trained student."""
+    beta = 0.2
+    student = trained["student"]
+    expected = {
+        name: float(np.mean(np.abs(k := student.get_layer(name).get_weights()[0])
+                            < beta * np.abs(k).max()))
+        for name in ("block1_conv", "block2_conv", "fc1")
+    }
+    record = _run(trained, tmp_path, method="magnitude", ratio=0.9, threshold=beta,
+                  finetune_epochs=0)
+    assert "prune.ratio ignored" in record["note"]
+    pruned = _load(tmp_path)
+    for name, share in expected.items():
+        assert np.mean(pruned.get_layer(name).get_weights()[0] == 0) == pytest.approx(
+            share, abs=0.01), name
+    assert record["sparsity"] < 0.9
+
+
 def test_m_by_n_stage_gives_two_of_four(trained: dict[str, Any], tmp_path: Path) -> None:
     record = _run(trained, tmp_path, method="m_by_n", finetune="kd", finetune_epochs=1)
     assert record["params_after"] == record["params_before"]
-    assert "prune.ratio ignored" in record["note"]
+    assert "prune.ratio and prune.threshold ignored" in record["note"]
     kernel = _load(tmp_path).get_layer("block2_conv").get_weights()[0]  # 16 inputs: 4 blocks
     blocks = np.moveaxis(kernel, 2, -1).reshape(-1, 4)
     assert np.all(np.count_nonzero(blocks, axis=1) <= 2)
