@@ -277,7 +277,7 @@ def arm_config(config: PipelineConfig, overrides: dict[str, Any]) -> PipelineCon
     for key, value in overrides.items():
         section, _, name = key.partition(".")
         raw[section][name] = value
-    return build_config(raw, config.target_overrides)
+    return build_config(raw, config.target_overrides, config.target_settings)
 
 
 def _arm_overrides(config: PipelineConfig) -> dict[str, dict[str, Any]]:

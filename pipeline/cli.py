@@ -101,7 +101,7 @@ def command_check(args: argparse.Namespace) -> int:
     from devices.profiles import load_profile  # not pipeline.deploy: no TensorFlow here
 
     config = _config(args)
-    profile = load_profile(args.target, overrides=dict(config.target_overrides))
+    profile = load_profile(args.target, overrides=config.overrides_for(args.target))
     report = Path(args.report) if args.report else Path(args.dist_dir) / args.target / (
         LATENCY_REPORT
     )

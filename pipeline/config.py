@@ -128,9 +128,16 @@ class PipelineConfig:
     profile: ProfileConfig = ProfileConfig()
     distribute: DistributeConfig = DistributeConfig()
     target_overrides: tuple[tuple[str, str], ...] = ()  # `--set target.x=y`, for the profile
+    # [targets.NAME.section] tables of the config file: (target, "section.key", value text)
+    target_settings: tuple[tuple[str, str, str], ...] = ()
 
     def section(self, name: str) -> Any:
         return getattr(self, name)
+
+    def overrides_for(self, target: str) -> dict[str, str]:
+        """Profile overrides for one target: the file's [targets.NAME] tables, then `--set`."""
+        settings = {key: value for name, key, value in self.target_settings if name == target}
+        return settings | dict(self.target_overrides)
 
     def to_dict(self) -> dict[str, Any]:
         return {name: section_to_dict(getattr(self, name)) for name in SECTION_NAMES}
@@ -160,6 +167,7 @@ def load_config(
 ) -> PipelineConfig:
     """Read a TOML file (default: configs/default.toml) and apply `section.key=value` items."""
     raw = _read_toml(Path(path) if path else DEFAULT_CONFIG)
+    target_settings = _target_settings(raw.pop("targets", {}))
     target_overrides: list[tuple[str, str]] = []
     for item in overrides:
         key, value = _split_override(item)
@@ -168,11 +176,12 @@ def load_config(
             target_overrides.append((field_name, value))
             continue
         raw.setdefault(section_name, {})[field_name] = parse_value(value)
-    return build_config(raw, tuple(target_overrides))
+    return build_config(raw, tuple(target_overrides), target_settings)
 
 
 def build_config(
-    raw: dict[str, Any], target_overrides: tuple[tuple[str, str], ...] = ()
+    raw: dict[str, Any], target_overrides: tuple[tuple[str, str], ...] = (),
+    target_settings: tuple[tuple[str, str, str], ...] = (),
 ) -> PipelineConfig:
     unknown = sorted(set(raw) - set(SECTION_NAMES))
     if unknown:
@@ -183,7 +192,27 @@ def build_config(
     sections = {
         name: build_section(name, hints[name], raw.get(name, {})) for name in SECTION_NAMES
     }
-    return PipelineConfig(**sections, target_overrides=target_overrides)
+    return PipelineConfig(**sections, target_overrides=target_overrides,
+                          target_settings=target_settings)
+
+
+def _target_settings(tables: Any) -> tuple[tuple[str, str, str], ...]:
+    """`[targets.host.budget] min_accuracy = 0.8` -> ("host", "budget.min_accuracy", "0.8");
+    the target profile checks the section and key when the target is loaded."""
+    hint = "(hint: [targets.host.budget] then min_accuracy = 0.8)"
+    if not isinstance(tables, dict):
+        raise ConfigError(f"[targets] must hold one table per target {hint}")
+    settings = []
+    for target, sections in tables.items():
+        if not isinstance(sections, dict) or not all(
+                isinstance(fields, dict) for fields in sections.values()):
+            raise ConfigError(f"[targets.{target}] must hold section tables {hint}")
+        settings.extend(
+            (target, f"{section}.{key}", str(value).lower() if isinstance(value, bool)
+             else str(value))
+            for section, fields in sections.items() for key, value in fields.items()
+        )
+    return tuple(settings)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -36,7 +36,7 @@ PRUNED_KEYS = METRIC_KEYS + ("top1_before_finetune", "top1_before_pruning", "met
 
 
 def load_target(name: str, config: PipelineConfig) -> TargetProfile:
-    return load_profile(name, overrides=dict(config.target_overrides))
+    return load_profile(name, overrides=config.overrides_for(name))
 
 
 def manifest_metrics(run: RunResult, config: PipelineConfig) -> dict[str, Any]:

@@ -155,7 +155,8 @@ def seed_scores(
             "prune.threshold = beta > 0 and prune.activation_threshold = alpha > 0)"
         )
     beta, alpha = rule.threshold, rule.activation_threshold
-    weights, rates = l1_scores(model, graph, sample_inputs), apoz_scores(model, graph, sample_inputs)
+    weights = l1_scores(model, graph, sample_inputs)
+    rates = apoz_scores(model, graph, sample_inputs)
     return {
         index: np.minimum(values / max(float(np.max(values)), 1e-12), rates[index] * beta / alpha)
         for index, values in weights.items() if index in rates

@@ -3,7 +3,8 @@
 `magnitude` zeroes the smallest weights of every Conv2D/Dense kernel under a polynomial
 schedule: the same fraction `prune.ratio` of each kernel, or with `prune.threshold` = beta > 0
 the seed article's rule per layer, every weight with |w| < beta * max|w| of its kernel (each
-layer's fraction measured on the trained model, then held by the schedule); `m_by_n` zeroes 2 of every 4 consecutive input weights of the same kernels (2:4).
+layer's fraction measured on the trained model, then held by the schedule); `m_by_n`
+zeroes 2 of every 4 consecutive input weights of the same kernels (2:4).
 Depthwise kernels stay dense: TFMOT does not prune them. After `strip_pruning` the model is
 dense again: same shapes, same parameter count, same file size; only a compressor (gzip) or
 a sparse kernel can exploit the zeros, which is why TFLite shows no latency gain for them.

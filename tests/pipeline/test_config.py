@@ -35,6 +35,29 @@ def test_overrides_are_typed_and_applied() -> None:
     assert config.target_overrides == (("connection.host", "10.0.0.5"),)
 
 
+def test_a_config_file_sets_budgets_per_target(tmp_path: Path) -> None:
+    from devices.profiles import load_profile
+
+    path = tmp_path / "budgets.toml"
+    path.write_text("[targets.host.budget]\nmin_accuracy = 0.81\n"
+                    "[targets.mcu.budget]\nram_kb = 128\n")
+    config = load_config(path)
+    assert config.overrides_for("host") == {"budget.min_accuracy": "0.81"}
+    assert config.overrides_for("rpi") == {}
+    assert load_profile("host", overrides=config.overrides_for("host")).budget.min_accuracy == 0.81
+    assert load_profile("mcu", overrides=config.overrides_for("mcu")).budget.ram_kb == 128
+    # `--set target.…` comes last and wins, for every target
+    command_line = load_config(path, overrides=["target.budget.min_accuracy=0.5"])
+    assert command_line.overrides_for("host") == {"budget.min_accuracy": "0.5"}
+
+
+def test_a_malformed_targets_table_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[targets]\nhost = 0.8\n")
+    with pytest.raises(ConfigError, match=r"\[targets.host\] must hold section tables"):
+        load_config(path)
+
+
 def test_fingerprint_changes_with_any_value() -> None:
     assert load_config().fingerprint() == load_config().fingerprint()
     assert load_config().fingerprint() != load_config(overrides=["data.seed=1"]).fingerprint()

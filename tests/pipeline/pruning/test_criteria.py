@@ -12,7 +12,6 @@ from devices.errors import PruningError
 from devices.tf_env import keras
 from pipeline.pruning import CRITERIA, analyse, get_criterion, prune_channels
 
-
 RATIO_CRITERIA = sorted(set(CRITERIA) - {"seed"})  # seed selects by its two thresholds only
 
 
