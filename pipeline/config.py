@@ -49,6 +49,7 @@ class TrainingSection:
     schedule: str = choice("cosine", "cosine", "constant", "step")
     augment: bool = False
     early_stopping_patience: int = bounded(4, 0, 1000)
+    label_smoothing: float = bounded(0.0, 0.0, 0.5)  # share of each hard label spread evenly
 
 
 @dataclass(frozen=True)

@@ -57,11 +57,12 @@ def contrastive_term(teacher_logits: Any, student_logits: Any) -> Any:
 def distillation_loss(
     labels: Any, teacher_logits: Any, student_logits: Any, *, alpha: float,
     temperature: float, loss_kind: str = "kd", contrastive_weight: float = 0.0,
+    hard_loss: Any = None,
 ) -> tuple[Any, Any, Any]:
-    """Returns (total, student_loss on hard labels, distillation term before weighting)."""
-    student_loss = tf.reduce_mean(
-        keras.losses.sparse_categorical_crossentropy(labels, student_logits, from_logits=True)
-    )
+    """Returns (total, student_loss on hard labels, distillation term before weighting).
+    `hard_loss(labels, logits)` scores the hard labels (default: plain cross-entropy)."""
+    hard_loss = hard_loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    student_loss = tf.reduce_mean(hard_loss(labels, student_logits))
     soft = soft_term(teacher_logits, student_logits, temperature, loss_kind)
     total = alpha * student_loss + (1.0 - alpha) * temperature**2 * soft
     if loss_kind == "seed":
@@ -81,6 +82,7 @@ class Distiller(keras.Model):
         self.temperature = 4.0
         self.loss_kind = "kd"
         self.contrastive_weight = 0.0
+        self.hard_loss = None
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
         self.total_loss_tracker = keras.metrics.Mean(name="loss")
@@ -88,13 +90,14 @@ class Distiller(keras.Model):
     def compile(  # type: ignore[override]
         self, *, optimizer: Any, metrics: Any = None, alpha: float = 0.1,
         temperature: float = 4.0, loss_kind: str = "kd", contrastive_weight: float = 0.0,
-        **kwargs: Any,
+        hard_loss: Any = None, **kwargs: Any,
     ) -> None:
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
         self.alpha = float(alpha)
         self.temperature = float(temperature)
         self.loss_kind = loss_kind
         self.contrastive_weight = float(contrastive_weight)
+        self.hard_loss = hard_loss
 
     @property
     def metrics(self) -> list[Any]:
@@ -112,7 +115,7 @@ class Distiller(keras.Model):
             total, student_loss, soft = distillation_loss(
                 labels, teacher_logits, student_logits, alpha=self.alpha,
                 temperature=self.temperature, loss_kind=self.loss_kind,
-                contrastive_weight=self.contrastive_weight,
+                contrastive_weight=self.contrastive_weight, hard_loss=self.hard_loss,
             )
             total += tf.add_n(self.student.losses) if self.student.losses else 0.0
             # Replicas' gradients are summed when applied: average them instead.
@@ -128,7 +131,7 @@ class Distiller(keras.Model):
         total, student_loss, soft = distillation_loss(
             labels, teacher_logits, student_logits, alpha=self.alpha,
             temperature=self.temperature, loss_kind=self.loss_kind,
-            contrastive_weight=self.contrastive_weight,
+            contrastive_weight=self.contrastive_weight, hard_loss=self.hard_loss,
         )
         return self._update_metrics(labels, student_logits, total, student_loss, soft)
 

@@ -150,6 +150,20 @@ def _fit(
     )
 
 
+def hard_label_loss(label_smoothing: float) -> Any:
+    """Cross-entropy of integer labels against logits; with label smoothing the target puts
+    1 - label_smoothing on the label and spreads the rest evenly over every class."""
+    if label_smoothing == 0:
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def smoothed(labels: Any, logits: Any) -> Any:
+        targets = tf.one_hot(tf.cast(tf.reshape(labels, [-1]), tf.int32), tf.shape(logits)[-1])
+        return keras.losses.categorical_crossentropy(
+            targets, logits, from_logits=True, label_smoothing=label_smoothing)
+
+    return smoothed
+
+
 def train_classifier(
     model: keras.Model, data: Dataset, settings: TrainingSection, *, epochs: int | None = None,
     learning_rate: float | None = None, seed: int = 0, callbacks: tuple[Any, ...] = (),
@@ -158,7 +172,7 @@ def train_classifier(
     return _fit(
         model, data, settings, epochs=epochs or settings.epochs,
         learning_rate=learning_rate or settings.learning_rate, seed=seed, callbacks=callbacks,
-        compile_options={"loss": keras.losses.SparseCategoricalCrossentropy(from_logits=True)},
+        compile_options={"loss": hard_label_loss(settings.label_smoothing)},
     )
 
 
@@ -175,6 +189,7 @@ def train_distilled(
         compile_options={
             "alpha": settings.alpha, "temperature": settings.temperature,
             "loss_kind": settings.loss, "contrastive_weight": settings.contrastive_weight,
+            "hard_loss": hard_label_loss(settings.label_smoothing),
         },
     )
 

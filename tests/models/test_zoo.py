@@ -59,8 +59,20 @@ def test_ds_student_is_depthwise_separable() -> None:
     assert [x.filters for x in model.layers if type(x) is keras.layers.Conv2D] == [8, 16, 32, 32]
 
 
+def test_ds_cifar_fits_the_cifar10_recipe_limits() -> None:
+    """configs/cifar10.toml's limits: at most 40k parameters and 6 M MACs; full-resolution
+    stem, strides in the depthwise convs, pointwise widths in multiples of 16."""
+    model = create_model("ds_cifar", (32, 32, 3), 10)
+    assert count_params(model) == 38_282 and count_macs(model) == 4_363_520
+    stem = model.get_layer("stem_conv")
+    assert stem.strides == (1, 1) and stem.output.shape[1:3] == (32, 32)
+    pointwise = [x.filters for x in model.layers if type(x) is keras.layers.Conv2D][1:]
+    assert pointwise == [64, 64, 128, 128]
+    assert model.get_layer("block3_dw").output.shape[1:3] == (8, 8)
+
+
 def test_unknown_model_and_bad_shapes() -> None:
-    with pytest.raises(ModelError, match="unknown model 'vgg'; expected one of ds_student"):
+    with pytest.raises(ModelError, match="unknown model 'vgg'; expected one of ds_cifar, ds_student"):
         create_model("vgg", (28, 28, 1), 10)
     with pytest.raises(ModelError, match="needs an HWC input shape"):
         create_model("resnet8", (28, 28), 10)

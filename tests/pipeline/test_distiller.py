@@ -8,6 +8,7 @@ from pipeline.distiller import (
     contrastive_term,
     distillation_loss,
 )
+from pipeline.training import hard_label_loss
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -111,3 +112,18 @@ def test_teacher_is_frozen_and_only_the_student_learns() -> None:
 def test_keyword_only_constructor() -> None:
     with pytest.raises(TypeError):
         Distiller(_tiny("a", False), _tiny("b", False))  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])
+def test_label_smoothing_spreads_the_hard_target(smoothing: float) -> None:
+    """Target 1 - s on the label plus s / classes on every class, the usual definition."""
+    targets = np.full((2, 3), smoothing / 3)
+    targets[np.arange(2), LABELS] += 1 - smoothing
+    expected = np.mean(-np.sum(targets * np.log(_softmax(STUDENT)), axis=-1))
+    loss = hard_label_loss(smoothing)(tf.constant(LABELS), tf.constant(STUDENT))
+    assert float(tf.reduce_mean(loss)) == pytest.approx(expected, rel=1e-6)
+    total, student_loss, _ = distillation_loss(
+        tf.constant(LABELS), tf.constant(TEACHER), tf.constant(STUDENT), alpha=1.0,
+        temperature=2.0, hard_loss=hard_label_loss(smoothing))
+    assert float(student_loss) == pytest.approx(expected, rel=1e-6)
+    assert float(total) == pytest.approx(expected, rel=1e-6)
