@@ -76,6 +76,7 @@ class PruneConfig:
     threshold: float = bounded(0.0, 0.0, 1.0)  # > 0 selects by the criterion's rule instead
     activation_threshold: float = bounded(0.0, 0.0, 1.0)  # alpha of criterion "seed"
     scope: str = choice("layer", "layer", "global")
+    layers: str = choice("all", "all", "conv")  # conv: hidden Dense layers stay whole
     min_channels: int = bounded(2, 1, 4096)
     round_to: int = choice(1, 1, 2, 4, 8, 16, 32)
     finetune: str = choice("kd", "finetune", "retrain", "kd")

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from devices.tf_env import keras
 from pipeline.pruning.criteria import get_criterion
 from pipeline.pruning.graph import DependencyGraph, analyse
 from pipeline.pruning.selection import SelectionRule, select_channels
@@ -62,6 +63,7 @@ class PrunePlan:
             "ratio": self.rule.ratio,
             "threshold": self.rule.threshold,
             "activation_threshold": self.rule.activation_threshold,
+            "layers": self.rule.layers,
             "scope": self.rule.scope,
             "min_channels": self.rule.min_channels,
             "round_to": self.rule.round_to,
@@ -72,6 +74,10 @@ class PrunePlan:
         }
 
 
+def _is_conv(layer: Any) -> bool:
+    return isinstance(layer, keras.layers.Conv2D)
+
+
 def plan_pruning(
     model: Any, graph: DependencyGraph, criterion: str, rule: SelectionRule,
     sample_inputs: np.ndarray | None = None,
@@ -79,13 +85,17 @@ def plan_pruning(
     chosen = get_criterion(criterion)
     rule = SelectionRule(
         ratio=rule.ratio, threshold=rule.threshold,
-        activation_threshold=rule.activation_threshold, scope=rule.scope,
+        activation_threshold=rule.activation_threshold, layers=rule.layers, scope=rule.scope,
         min_channels=rule.min_channels, round_to=rule.round_to,
         threshold_relative_to_max=chosen.threshold_relative_to_max,
         comparable_across_layers=chosen.comparable_across_layers,
     )
     rule.check()
-    keep = select_channels(chosen.score(model, graph, sample_inputs, rule), rule)
+    scores = chosen.score(model, graph, sample_inputs, rule)
+    if rule.layers == "conv":
+        scores = {index: values for index, values in scores.items()
+                  if all(_is_conv(model.get_layer(name)) for name in graph.groups[index].producers)}
+    keep = select_channels(scores, rule)
     decisions = tuple(
         GroupDecision(index, graph.groups[index].producers, graph.groups[index].channels,
                       tuple(int(c) for c in kept))
@@ -100,8 +110,8 @@ def plan_pruning(
 
 def prune_channels(
     model: Any, criterion: str, *, ratio: float | None = None, threshold: float | None = None,
-    activation_threshold: float | None = None, scope: str = "layer", min_channels: int = 2,
-    round_to: int = 1, sample_inputs: np.ndarray | None = None,
+    activation_threshold: float | None = None, layers: str = "all", scope: str = "layer",
+    min_channels: int = 2, round_to: int = 1, sample_inputs: np.ndarray | None = None,
 ) -> tuple[Any, PrunePlan]:
     """A narrower copy of `model` without its least important channels, and the plan.
 
@@ -110,8 +120,8 @@ def prune_channels(
     """
     graph = analyse(model)
     rule = SelectionRule(ratio=ratio, threshold=threshold,
-                         activation_threshold=activation_threshold, scope=scope,
-                         min_channels=min_channels, round_to=round_to)
+                         activation_threshold=activation_threshold, layers=layers,
+                         scope=scope, min_channels=min_channels, round_to=round_to)
     plan = plan_pruning(model, graph, criterion, rule, sample_inputs)
     keep = {decision.index: np.asarray(decision.kept) for decision in plan.decisions}
     return apply_keep(model, graph, keep), plan

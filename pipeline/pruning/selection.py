@@ -13,6 +13,7 @@ import numpy as np
 from devices.errors import PruningError
 
 Scores = dict[int, np.ndarray]
+LAYER_CHOICES = ("all", "conv")  # which layers' channels may go
 RATIO_EPSILON = 1e-9  # 12 * (1 - 0.5 / 0.75) must count as 4 channels, not 3.999...
 
 
@@ -21,6 +22,7 @@ class SelectionRule:
     ratio: float | None = None
     threshold: float | None = None
     activation_threshold: float | None = None  # the `seed` criterion's alpha
+    layers: str = "all"  # "conv": hidden Dense layers stay whole
     scope: str = "layer"
     min_channels: int = 2
     round_to: int = 1
@@ -35,6 +37,10 @@ class SelectionRule:
             )
         if self.ratio is not None and not 0.0 <= self.ratio < 1.0:
             raise PruningError(f"prune ratio {self.ratio} must be in [0, 1) (hint: e.g. 0.5)")
+        if self.layers not in LAYER_CHOICES:
+            raise PruningError(
+                f"unknown layer choice {self.layers!r}; expected one of {', '.join(LAYER_CHOICES)}"
+            )
         if self.scope not in SCOPES:
             raise PruningError(
                 f"unknown pruning scope {self.scope!r}; expected one of {', '.join(SCOPES)}"

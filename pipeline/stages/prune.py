@@ -167,7 +167,7 @@ def _channel(inputs: StageInputs) -> MethodOutcome:
             model, config.criterion,
             ratio=None if use_threshold else round_ratio,
             threshold=config.threshold if use_threshold else None,
-            activation_threshold=config.activation_threshold or None,
+            activation_threshold=config.activation_threshold or None, layers=config.layers,
             scope=config.scope, min_channels=config.min_channels, round_to=config.round_to,
             sample_inputs=samples,
         )

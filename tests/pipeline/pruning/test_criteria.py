@@ -131,6 +131,17 @@ def test_seed_prunes_by_either_of_the_articles_rules(weight_tools: Any) -> None:
     assert conv1 == {"l1": (0, 2, 3, 4), "apoz": (0, 1, 3, 4), "seed": (0, 3, 4)}
 
 
+def test_conv_only_leaves_the_hidden_dense_layer_whole() -> None:
+    model = models.create_model("seed_student", (28, 28, 1), 3)
+    samples = np.random.default_rng(0).normal(size=(16, 28, 28, 1)).astype(np.float32)
+    _, everything = prune_channels(model, "l1", ratio=0.5, sample_inputs=samples)
+    pruned, conv_only = prune_channels(model, "l1", ratio=0.5, layers="conv")
+    assert everything.layer_channels()["fc1"] == (32, 16)
+    assert "fc1" not in conv_only.layer_channels() and conv_only.skipped == ("fc1",)
+    assert conv_only.layer_channels()["block3_conv"] == (32, 16)
+    assert pruned.get_layer("fc1").units == 32
+
+
 def test_seed_without_both_thresholds_is_refused(weight_tools: Any) -> None:
     with pytest.raises(PruningError, match="prune.activation_threshold = alpha > 0"):
         prune_channels(weight_tools.sequential_cnn(), "seed", threshold=0.3,
