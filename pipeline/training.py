@@ -44,7 +44,8 @@ def make_input_pipeline(
     if shuffle:
         indices = indices.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     dataset = indices.batch(batch_size).map(
-        lambda batch: (tf.gather(images, batch), tf.gather(labels, batch)))
+        lambda batch: (tf.gather(images, batch), tf.gather(labels, batch)),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if augment:
         # One seed pair per batch, new ones every epoch: stateless ops stay reproducible.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
