@@ -19,6 +19,7 @@ SELECTORS = {
     ("prune", "criterion"): criteria.CRITERIA,
     ("prune", "finetune"): retraining.STRATEGIES,
     ("prune", "scope"): selection.SCOPES,
+    ("prune", "layers"): selection.LAYER_CHOICES,
     ("distribute", "strategy"): distribute.STRATEGIES,
 }
 
