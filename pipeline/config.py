@@ -64,6 +64,9 @@ class StudentConfig(TrainingSection):
     temperature: float = bounded(4.0, 0.1, 100.0)
     alpha: float = bounded(0.1, 0.0, 1.0)
     contrastive_weight: float = bounded(0.5, 0.0, 100.0)  # lambda of loss = "seed"
+    # the images the teacher's soft labels come from: the student's augmented batch, every
+    # step, or the clean training images, once
+    teacher_view: str = choice("augmented", "augmented", "clean")
     baseline: bool = False
 
 

@@ -108,8 +108,11 @@ class Distiller(keras.Model):
         return self.student(inputs, training=training)
 
     def train_step(self, data: Any) -> dict[str, Any]:
-        inputs, labels = data
-        teacher_logits = self.teacher(inputs, training=False)
+        inputs, targets = data
+        if isinstance(targets, tuple):  # the teacher's logits, computed once on clean images
+            labels, teacher_logits = targets
+        else:  # the teacher sees the same augmented batch as the student
+            labels, teacher_logits = targets, self.teacher(inputs, training=False)
         with tf.GradientTape() as tape:
             student_logits = self.student(inputs, training=True)
             total, student_loss, soft = distillation_loss(

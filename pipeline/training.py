@@ -34,17 +34,21 @@ def seed_everything(seed: int) -> None:
     keras.utils.set_random_seed(seed)
 
 
+Targets = np.ndarray | tuple[np.ndarray, ...]  # labels, or (labels, teacher logits)
+
+
 def make_input_pipeline(
-    x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool, augment: bool, seed: int
+    x: np.ndarray, y: Targets, batch_size: int, *, shuffle: bool, augment: bool, seed: int
 ) -> Any:
     # Batches are gathered from whole arrays by shuffled indices, as Keras does for arrays:
     # shuffling and batching single images costs more than a small model's training step.
-    images, labels = tf.constant(x), tf.constant(y)
+    images, targets = tf.constant(x), tf.nest.map_structure(tf.constant, y)
     indices = tf.data.Dataset.range(len(x))
     if shuffle:
         indices = indices.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     dataset = indices.batch(batch_size).map(
-        lambda batch: (tf.gather(images, batch), tf.gather(labels, batch)),
+        lambda batch: (tf.gather(images, batch),
+                       tf.nest.map_structure(lambda array: tf.gather(array, batch), targets)),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if augment:
         # One seed pair per batch, new ones every epoch: stateless ops stay reproducible.
@@ -117,6 +121,7 @@ def _callbacks(settings: TrainingSection, extra: tuple[Any, ...]) -> list[Any]:
 def _fit(
     trainer: keras.Model, data: Dataset, settings: TrainingSection, *, epochs: int,
     learning_rate: float, seed: int, callbacks: tuple[Any, ...], compile_options: dict[str, Any],
+    train_targets: Targets | None = None,
 ) -> TrainingHistory:
     seed_everything(seed)
     # batch_size is per replica; under a strategy Keras splits each global batch.
@@ -130,7 +135,8 @@ def _fit(
         **compile_options,
     )
     train = make_input_pipeline(
-        data.x_train, data.y_train, global_batch_size, shuffle=True,
+        data.x_train, data.y_train if train_targets is None else train_targets,
+        global_batch_size, shuffle=True,
         augment=settings.augment, seed=seed,
     )
     has_validation = len(data.x_val) > 0
@@ -182,8 +188,12 @@ def train_distilled(
     epochs: int | None = None, learning_rate: float | None = None, seed: int = 0,
     callbacks: tuple[Any, ...] = (),
 ) -> TrainingHistory:
-    """Distillation from a frozen teacher; the student's weights are trained in place."""
+    """Distillation from a frozen teacher; the student's weights are trained in place.
+    `teacher_view = "clean"` computes the teacher's logits once, on the unaugmented training
+    images, instead of on every augmented batch (`augmented`, the default)."""
     distiller = Distiller(teacher=teacher, student=student)
+    targets = (data.y_train, predict_logits(teacher, data.x_train).astype(np.float32)) if (
+        settings.teacher_view == "clean") else None
     return _fit(
         distiller, data, settings, epochs=epochs or settings.epochs,
         learning_rate=learning_rate or settings.learning_rate, seed=seed, callbacks=callbacks,
@@ -192,6 +202,7 @@ def train_distilled(
             "loss_kind": settings.loss, "contrastive_weight": settings.contrastive_weight,
             "hard_loss": hard_label_loss(settings.label_smoothing),
         },
+        train_targets=targets,
     )
 
 

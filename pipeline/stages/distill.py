@@ -30,6 +30,7 @@ def run_distill(context: StageContext) -> dict[str, Any]:
         section.loss, section.temperature, section.alpha
     )
     record["contrastive_weight"] = section.contrastive_weight if section.loss == "seed" else None
+    record["teacher_view"] = section.teacher_view
     record["scratch"] = _train_scratch(context, context.out_dir / SCRATCH_FOLDER) if (
         section.baseline
     ) else None
@@ -56,6 +57,6 @@ def headline(record: dict[str, Any]) -> str:
 
 
 STAGE = Stage(
-    name="student", version=2, sections=("student", "distribute"), upstream=("teacher",),
+    name="student", version=3, sections=("student", "distribute"), upstream=("teacher",),
     run=run_distill, headline=headline, trains=True,
 )

@@ -334,6 +334,6 @@ def run_stage(context: StageContext) -> dict[str, Any]:
 
 
 STAGE = Stage(
-    name="pruned", version=2, sections=("prune", "student", "distribute"),
+    name="pruned", version=3, sections=("prune", "student", "distribute"),
     upstream=("student", "teacher"), run=run_stage, headline=headline, trains=True,
 )

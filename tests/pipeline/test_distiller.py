@@ -127,3 +127,38 @@ def test_label_smoothing_spreads_the_hard_target(smoothing: float) -> None:
         temperature=2.0, hard_loss=hard_label_loss(smoothing))
     assert float(student_loss) == pytest.approx(expected, rel=1e-6)
     assert float(total) == pytest.approx(expected, rel=1e-6)
+
+
+class _CountingTeacher(keras.Model):
+    """A real tiny teacher that counts its forward passes (inside the compiled step too)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.network = _tiny("counted", False)
+        self.calls = tf.Variable(0, trainable=False)
+
+    def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
+        self.calls.assign_add(1)
+        return self.network(inputs, training=training)
+
+
+@pytest.mark.parametrize(("view", "teacher_calls"), [("augmented", 2 * 3), ("clean", 1)])
+def test_teacher_view_decides_when_the_teacher_runs(view: str, teacher_calls: int) -> None:
+    """augmented: one teacher pass per training step (2 steps x 3 epochs); clean: one pass
+    over the unaugmented images before training, none in the steps."""
+    from pipeline.config import StudentConfig
+    from pipeline.data import Dataset
+    from pipeline.training import train_distilled
+
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).random((16, 6, 6, 1), dtype=np.float32)
+    y = np.arange(16) % 3
+    data = Dataset("tiny", x, y, x[:0], y[:0], x[:4], y[:4], ("a", "b", "c"))
+    teacher, student = _CountingTeacher(), _tiny("student", False)
+    settings = StudentConfig(epochs=3, batch_size=8, augment=True, early_stopping_patience=0,
+                             teacher_view=view)
+    before = [w.copy() for w in student.get_weights()]
+    history = train_distilled(student, teacher, data, settings)
+    assert int(teacher.calls.numpy()) == teacher_calls
+    assert history.epochs_run == 3
+    assert any(not np.array_equal(a, b) for a, b in zip(before, student.get_weights()))
