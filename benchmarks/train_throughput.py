@@ -34,14 +34,10 @@ sys.path.insert(0, str(ROOT))
 
 from devices.tf_env import keras, tf  # noqa: E402
 from models import create_model  # noqa: E402
-from pipeline.config import StudentConfig, TeacherConfig  # noqa: E402
+from pipeline.config import AUGMENT_SHIFT_PIXELS, StudentConfig, TeacherConfig  # noqa: E402
 from pipeline.data import DataConfig, Dataset, load_dataset  # noqa: E402
 from pipeline.distiller import Distiller  # noqa: E402
-from pipeline.training import (  # noqa: E402
-    AUGMENT_SHIFT_PIXELS,
-    train_classifier,
-    train_distilled,
-)
+from pipeline.training import train_classifier, train_distilled  # noqa: E402
 
 BATCH_SIZE = 128
 

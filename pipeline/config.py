@@ -35,6 +35,9 @@ class DataConfig:
     bundle_samples: int = bounded(200, 1, 10_000)  # test samples shipped in inputs.npz
 
 
+AUGMENT_SHIFT_PIXELS = 2  # default largest random shift of `augment`
+
+
 @dataclass(frozen=True)
 class TrainingSection:
     """Fields shared by every stage that trains a network."""
@@ -48,6 +51,7 @@ class TrainingSection:
     optimizer: str = choice("adam", "adam", "sgd")
     schedule: str = choice("cosine", "cosine", "constant", "step")
     augment: bool = False
+    augment_shift: int = bounded(AUGMENT_SHIFT_PIXELS, 1, 16)  # pixels, each direction
     early_stopping_patience: int = bounded(4, 0, 1000)
     label_smoothing: float = bounded(0.0, 0.0, 0.5)  # share of each hard label spread evenly
 

@@ -11,12 +11,10 @@ from typing import Any
 import numpy as np
 
 from devices.tf_env import keras, tf
-from pipeline.config import StudentConfig, TrainingSection
+from pipeline.config import AUGMENT_SHIFT_PIXELS, StudentConfig, TrainingSection
 from pipeline.data import Dataset
 from pipeline.distiller import Distiller
 from pipeline.distribute import replicas_in_sync
-
-AUGMENT_SHIFT_PIXELS = 2
 
 
 @dataclass(frozen=True)
@@ -38,7 +36,8 @@ Targets = np.ndarray | tuple[np.ndarray, ...]  # labels, or (labels, teacher log
 
 
 def make_input_pipeline(
-    x: np.ndarray, y: Targets, batch_size: int, *, shuffle: bool, augment: bool, seed: int
+    x: np.ndarray, y: Targets, batch_size: int, *, shuffle: bool, augment: bool, seed: int,
+    shift: int = AUGMENT_SHIFT_PIXELS,
 ) -> Any:
     # Batches are gathered from whole arrays by shuffled indices, as Keras does for arrays:
     # shuffling and batching single images costs more than a small model's training step.
@@ -54,17 +53,16 @@ def make_input_pipeline(
         # One seed pair per batch, new ones every epoch: stateless ops stay reproducible.
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         dataset = tf.data.Dataset.zip((dataset, seeds)).map(
-            _augmenter(x.shape[1:]), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            _augmenter(x.shape[1:], shift), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def _augmenter(shape: tuple[int, ...]) -> Any:
-    """Random shifts of up to AUGMENT_SHIFT_PIXELS (zero padding, then a crop at a random
+def _augmenter(shape: tuple[int, ...], pad: int) -> Any:
+    """Random shifts of up to `pad` pixels (`augment_shift`; zero padding, then a crop at a random
     offset per image) and horizontal flips for colour images only (a flipped digit is
     another glyph), on whole batches at once: per-image map calls cost a fifth of the
     training throughput (benchmarks/train_throughput.py)."""
     height, width, channels = (int(d) for d in shape)
-    pad = AUGMENT_SHIFT_PIXELS
 
     def augment(batch: tuple[Any, Any], seed: Any) -> tuple[Any, Any]:
         images, labels = batch
@@ -137,7 +135,7 @@ def _fit(
     train = make_input_pipeline(
         data.x_train, data.y_train if train_targets is None else train_targets,
         global_batch_size, shuffle=True,
-        augment=settings.augment, seed=seed,
+        augment=settings.augment, seed=seed, shift=settings.augment_shift,
     )
     has_validation = len(data.x_val) > 0
     validation = (

@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.training import AUGMENT_SHIFT_PIXELS, make_input_pipeline
+from pipeline.config import AUGMENT_SHIFT_PIXELS
+from pipeline.training import make_input_pipeline
 
 PAD = AUGMENT_SHIFT_PIXELS
 
@@ -18,22 +19,23 @@ def _images(channels: int, count: int = 64) -> np.ndarray:
     return values.reshape(count, 8, 8, channels)
 
 
-def _epoch(x: np.ndarray, seed: int = 0) -> list[np.ndarray]:
+def _epoch(x: np.ndarray, seed: int = 0, shift: int = PAD) -> list[np.ndarray]:
     pipeline = make_input_pipeline(x, np.arange(len(x)), 16, shuffle=False, augment=True,
-                                   seed=seed)
+                                   seed=seed, shift=shift)
     return [[images.numpy() for images, _ in pipeline] for _ in range(2)]
 
 
-def _explain(source: np.ndarray, augmented: np.ndarray) -> tuple[int, int, bool] | None:
+def _explain(source: np.ndarray, augmented: np.ndarray,
+             pad: int = PAD) -> tuple[int, int, bool] | None:
     """(row shift, column shift, flipped) that turns source into augmented, or None."""
-    padded = np.pad(source, ((PAD, PAD), (PAD, PAD), (0, 0)))
+    padded = np.pad(source, ((pad, pad), (pad, pad), (0, 0)))
     for flipped in (False, True):
         candidate = padded[:, ::-1] if flipped else padded
-        for row in range(2 * PAD + 1):
-            for column in range(2 * PAD + 1):
+        for row in range(2 * pad + 1):
+            for column in range(2 * pad + 1):
                 window = candidate[row:row + source.shape[0], column:column + source.shape[1]]
                 if np.array_equal(window, augmented):
-                    return row - PAD, column - PAD, flipped
+                    return row - pad, column - pad, flipped
     return None
 
 
@@ -57,3 +59,14 @@ def test_the_same_seed_repeats_the_same_augmentation() -> None:
     x = _images(3)
     assert all(np.array_equal(a, b) for a, b in zip(_epoch(x, 5)[0], _epoch(x, 5)[0]))
     assert not all(np.array_equal(a, b) for a, b in zip(_epoch(x, 5)[0], _epoch(x, 6)[0]))
+
+
+def test_augment_shift_sets_the_largest_shift() -> None:
+    """augment_shift = 4 (configs/cifar10.toml): offsets reach beyond the default 2 pixels,
+    never beyond 4."""
+    x = _images(3)
+    augmented = np.concatenate(_epoch(x, shift=4)[0])
+    explanations = [_explain(x[i], augmented[i], pad=4) for i in range(len(x))]
+    assert None not in explanations
+    largest = max(max(abs(row), abs(column)) for row, column, _ in explanations)
+    assert largest > PAD and largest <= 4

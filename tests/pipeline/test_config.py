@@ -66,7 +66,7 @@ def test_fingerprint_changes_with_any_value() -> None:
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("teacher.bogus=1", r"unknown key teacher\.bogus; expected one of augment, batch_norm"),
+        ("teacher.bogus=1", r"unknown key teacher\.bogus; expected one of augment, augment_shift, batch_norm"),
         ("nosuch.epochs=1", r"unknown config section \[nosuch\]"),
         ("teacher.epochs=abc", r"teacher\.epochs = 'abc' has the wrong type; expected an integer"),
         ("teacher.epochs=2.5", r"teacher\.epochs = 2\.5 has the wrong type; expected an integer"),
