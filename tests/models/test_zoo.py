@@ -78,3 +78,15 @@ def test_unknown_model_and_bad_shapes() -> None:
         create_model("resnet8", (28, 28), 10)
     with pytest.raises(ModelError, match="rejected its options"):
         create_model("resnet8", (28, 28, 1), 10, batch_norm=True)
+
+
+def test_the_shipped_cifar10_recipe_ships_a_student_inside_its_limits() -> None:
+    """configs/cifar10.toml: the artifact is the student itself (no pruning after it), so
+    its model at its width must hold the recipe's limits: <= 40k parameters, <= 6 M MACs."""
+    from pipeline.config import CONFIG_DIR, load_config
+
+    config = load_config(CONFIG_DIR / "cifar10.toml")
+    assert config.prune.method == "none"
+    student = create_model(config.student.model, (32, 32, 3), 10, width=config.student.width)
+    assert count_params(student) <= 40_000 and count_macs(student) <= 6_000_000
+    assert config.overrides_for("host") == {"budget.min_accuracy": "0.8"}
