@@ -10,9 +10,10 @@ reported loss values differ. temperature**2 keeps the soft gradients' scale inde
 the temperature.
 
 "seed" is the seed article's section 4.1 objective, L_CE + lambda * L_contrastive: L_CE is the
-"soft_ce" total above and lambda is `student.contrastive_weight`. The article's code never
-computes its contrastive term, so the form here is the standard InfoNCE one (van den Oord et
-al. 2018, as in Tian et al.'s contrastive distillation, 2020), on the one representation both
+"soft_ce" total above and lambda is `student.contrastive_weight`. The article's own form of
+the contrastive term was not available to this code (its text is not in the repository), so
+the form here is the standard InfoNCE one (van den Oord et al. 2018, as in Tian et al.'s
+contrastive distillation, 2020), on the one representation both
 networks share, their logits: each student vector, L2-normalised, must pick its own image's
 teacher vector out of the batch's,
 
