@@ -45,6 +45,12 @@ def soft_term(teacher_logits: Any, student_logits: Any, temperature: float, loss
     return tf.reduce_mean(cross_entropy - entropy)
 
 
+def plain_cross_entropy(labels: Any, logits: Any) -> Any:
+    """Per-example cross-entropy of integer labels against logits. A plain function: a Keras
+    loss object's own reduction is refused inside a distribution strategy's custom step."""
+    return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+
+
 def contrastive_term(teacher_logits: Any, student_logits: Any) -> Any:
     """InfoNCE over the batch: image i's student vector against every teacher vector."""
     student_vectors = tf.math.l2_normalize(student_logits, axis=-1)
@@ -62,8 +68,7 @@ def distillation_loss(
 ) -> tuple[Any, Any, Any]:
     """Returns (total, student_loss on hard labels, distillation term before weighting).
     `hard_loss(labels, logits)` scores the hard labels (default: plain cross-entropy)."""
-    hard_loss = hard_loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    student_loss = tf.reduce_mean(hard_loss(labels, student_logits))
+    student_loss = tf.reduce_mean((hard_loss or plain_cross_entropy)(labels, student_logits))
     soft = soft_term(teacher_logits, student_logits, temperature, loss_kind)
     total = alpha * student_loss + (1.0 - alpha) * temperature**2 * soft
     if loss_kind == "seed":

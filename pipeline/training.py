@@ -13,7 +13,7 @@ import numpy as np
 from devices.tf_env import keras, tf
 from pipeline.config import AUGMENT_SHIFT_PIXELS, StudentConfig, TrainingSection
 from pipeline.data import Dataset
-from pipeline.distiller import Distiller
+from pipeline.distiller import Distiller, plain_cross_entropy
 from pipeline.distribute import replicas_in_sync
 
 
@@ -159,7 +159,7 @@ def hard_label_loss(label_smoothing: float) -> Any:
     """Cross-entropy of integer labels against logits; with label smoothing the target puts
     1 - label_smoothing on the label and spreads the rest evenly over every class."""
     if label_smoothing == 0:
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        return plain_cross_entropy
 
     def smoothed(labels: Any, logits: Any) -> Any:
         targets = tf.one_hot(tf.cast(tf.reshape(labels, [-1]), tf.int32), tf.shape(logits)[-1])
