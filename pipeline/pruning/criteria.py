@@ -25,7 +25,7 @@ import numpy as np
 from devices.errors import PruningError
 from devices.tf_env import keras
 from pipeline.pruning.graph import ChannelGroup, DependencyGraph
-from pipeline.pruning.selection import SelectionRule
+from pipeline.pruning.selection import SelectionRule, relative_to_max
 
 Scores = dict[int, np.ndarray]
 # (model, graph, sample inputs, rule): only `seed` reads the rule's two thresholds
@@ -158,7 +158,7 @@ def seed_scores(
     weights = l1_scores(model, graph, sample_inputs)
     rates = apoz_scores(model, graph, sample_inputs)
     return {
-        index: np.minimum(values / max(float(np.max(values)), 1e-12), rates[index] * beta / alpha)
+        index: np.minimum(relative_to_max(values), rates[index] * beta / alpha)
         for index, values in weights.items() if index in rates
     }
 

@@ -65,7 +65,7 @@ def _top(scores: np.ndarray, count: int) -> np.ndarray:
     return np.sort(order[:count])
 
 
-def _relative(scores: np.ndarray) -> np.ndarray:
+def relative_to_max(scores: np.ndarray) -> np.ndarray:
     peak = float(np.max(scores))
     return scores / peak if peak > 0 else np.zeros_like(scores)
 
@@ -80,7 +80,7 @@ def _ratio_per_layer(scores: Scores, rule: SelectionRule) -> dict[int, int]:
 
 def _ratio_global(scores: Scores, rule: SelectionRule) -> dict[int, int]:
     ranked = {
-        index: values if rule.comparable_across_layers else _relative(values)
+        index: values if rule.comparable_across_layers else relative_to_max(values)
         for index, values in scores.items()
     }
     entries = sorted(
@@ -101,7 +101,7 @@ def _ratio_global(scores: Scores, rule: SelectionRule) -> dict[int, int]:
 def _threshold(scores: Scores, rule: SelectionRule) -> dict[int, int]:
     counts = {}
     for index, values in scores.items():
-        compared = _relative(values) if rule.threshold_relative_to_max else values
+        compared = relative_to_max(values) if rule.threshold_relative_to_max else values
         surviving = int(np.sum(compared >= rule.threshold))
         counts[index] = rounded_count(surviving, len(values), rule)
     return counts
