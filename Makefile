@@ -11,17 +11,26 @@ BASELINE ?=
 MAX_REGRESSION ?=
 WORKERS ?= 2
 PIPELINE := $(BIN)/python -m pipeline
-# User values reach the CLI through the environment, never pasted into a recipe's command
-# line: the CLI reads EDGE_SET (space-separated section.key=value items) itself, and
-# recipes quote "$$EDGE_…" so the shell never re-parses them.
-export EDGE_SET := $(SET)
-export EDGE_CONFIG := $(CONFIG)
-export EDGE_TARGET := $(TARGET)
-export EDGE_TARGETS := $(TARGETS)
-export BASELINE MAX_REGRESSION CHECK_FORMAT
-export EDGE_WORKERS := $(WORKERS)
+# User values reach the CLI through the environment, never expanded by make and never
+# pasted into a recipe's command line: `$(value X)` is X's text as given (a `$(shell …)` in
+# it stays text), `unexport` keeps make from expanding the originals to export them, the
+# CLI reads EDGE_SET (space-separated section.key=value items) itself, and recipes quote
+# "$$EDGE_…" so the shell never re-parses them (tests/test_makefile.py probes each).
+USER_VALUES := SET CONFIG TARGET TARGETS BASELINE MAX_REGRESSION CHECK_FORMAT WORKERS
+unexport $(USER_VALUES)
+export EDGE_SET = $(value SET)
+export EDGE_CONFIG = $(value CONFIG)
+export EDGE_TARGET = $(value TARGET)
+export EDGE_TARGETS = $(value TARGETS)
+export EDGE_BASELINE = $(value BASELINE)
+export EDGE_MAX_REGRESSION = $(value MAX_REGRESSION)
+export EDGE_CHECK_FORMAT = $(value CHECK_FORMAT)
+export EDGE_WORKERS = $(value WORKERS)
+# `make deploy TARGETS="rpi mcu"` profiles a fleet; otherwise TARGET (default host).
+export EDGE_DEPLOY_TARGETS = $(if $(filter command line,$(origin TARGETS)),$(value TARGETS),$(value TARGET))
+NEEDS_SYSROOT = $(if $(filter rpi-emu,$(EDGE_DEPLOY_TARGETS)),emu-sysroot)
 
-.PHONY: setup emu-sysroot run train-cluster deploy artifacts profile check report advise targets models test lint clean
+.PHONY: setup emu-sysroot run train-cluster deploy artifacts profile check report study advise targets models test lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,10 +43,7 @@ setup: $(VENV)/.installed
 run: setup
 	$(PIPELINE) run --config "$$EDGE_CONFIG"
 
-# `make deploy TARGETS="rpi mcu"` profiles a fleet; otherwise TARGET (default host).
-DEPLOY_TARGETS := $(if $(filter command line,$(origin TARGETS)),$(TARGETS),$(TARGET))
-export EDGE_DEPLOY_TARGETS := $(DEPLOY_TARGETS)
-deploy: setup $(if $(filter rpi-emu,$(DEPLOY_TARGETS)),emu-sysroot)
+deploy: setup $(NEEDS_SYSROOT)
 	$(PIPELINE) deploy --targets "$$EDGE_DEPLOY_TARGETS" --config "$$EDGE_CONFIG"
 
 artifacts: setup
@@ -48,11 +54,16 @@ profile: setup
 
 check: setup
 	$(PIPELINE) check --target "$$EDGE_TARGET" --config "$$EDGE_CONFIG" \
-	  $${BASELINE:+--baseline "$$BASELINE"} $${MAX_REGRESSION:+--max-regression "$$MAX_REGRESSION"} \
-	  $${CHECK_FORMAT:+--format "$$CHECK_FORMAT"}
+	  $${EDGE_BASELINE:+--baseline "$$EDGE_BASELINE"} \
+	  $${EDGE_MAX_REGRESSION:+--max-regression "$$EDGE_MAX_REGRESSION"} \
+	  $${EDGE_CHECK_FORMAT:+--format "$$EDGE_CHECK_FORMAT"}
 
 report: setup
 	$(PIPELINE) report
+
+# `make study TARGET=mcu` or TARGETS="host mcu" (the same rule as deploy)
+study: setup $(NEEDS_SYSROOT)
+	$(PIPELINE) study --targets "$$EDGE_DEPLOY_TARGETS" --config "$$EDGE_CONFIG"
 
 advise: setup
 	$(PIPELINE) advise --target "$$EDGE_TARGET" --config "$$EDGE_CONFIG"

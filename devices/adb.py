@@ -21,12 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from devices.base import (
+    CLIENT_GRACE_S,
+    KILL_GRACE_S,
+    STOP_AND_REMOVE,
+    TIMEOUT_EXITS,
     BenchmarkSettings,
     Bundle,
     DeviceAdapter,
     DeviceError,
     LatencyReport,
     TargetProfile,
+    under_device_timeout,
 )
 from devices.bench_runner import parse_cpuinfo
 from devices.benchmark_model_parser import BenchmarkOutputError, parse_benchmark_output
@@ -171,7 +176,12 @@ class AdbAdapter(DeviceAdapter):
             raise DeviceError(f"{self.where}: could not create a folder in {self.device_dir}: "
                               f"{(stderr or stdout).strip()} (hint: is {self.device_dir} "
                               "writable for the shell user?)")
-        self.workdir = stdout.strip().splitlines()[-1]
+        workdir = stdout.strip().splitlines()[-1]
+        if not workdir.startswith(f"{self.device_dir.rstrip('/')}/edge-bench.") or (
+                "/.." in workdir or any(c.isspace() for c in workdir)):
+            raise DeviceError(f"{self.where}: mktemp printed {workdir[:200]!r}, not a folder "
+                              f"edge-bench.XXXXXX in {self.device_dir} (cleanup would remove it)")
+        self.workdir = workdir
         self.bundle = bundle
         for name, path in files.items():
             result = self._adb("push", str(path), f"{self.workdir}/{name}")
@@ -203,14 +213,20 @@ class AdbAdapter(DeviceAdapter):
                      f"--warmup_runs={settings.warmup}"]
         if settings.op_profiling:
             arguments.append("--enable_op_profiling=true")
-        return (["taskset", self.taskset_mask] if self.taskset_mask else []) + arguments
+        pinned = (["taskset", self.taskset_mask] if self.taskset_mask else []) + arguments
+        return under_device_timeout(self.timeout, pinned)
 
     def benchmark(self, settings: BenchmarkSettings) -> LatencyReport:
         if self.workdir is None or self.bundle is None:
             raise DeviceError(f"{self.where}: benchmark() before deploy() "
                               "(hint: call deploy(bundle) first)")
-        status, stdout, stderr = self.shell(self.benchmark_command(settings))
+        status, stdout, stderr = self.shell(self.benchmark_command(settings),
+                                            timeout=self.timeout + KILL_GRACE_S + CLIENT_GRACE_S)
         output = stdout + "\n" + stderr
+        if status in TIMEOUT_EXITS:
+            raise DeviceError(f"{self.where}: benchmark_model did not finish within "
+                              f"{self.timeout:g} s and was stopped on the device (hint: raise "
+                              "connection.command_timeout_s or lower [profile] runs)")
         if status == 127 or status == 126:
             raise DeviceError(f"{self.where}: benchmark_model could not be started on the "
                               f"device (exit {status}): {output.strip()[-500:]} (hint: the "
@@ -249,7 +265,8 @@ class AdbAdapter(DeviceAdapter):
                                    "node_types": list(parsed.node_types)}
         return LatencyReport(
             target={"name": self.profile.name, "adapter": self.profile.adapter,
-                    "device": {"serial": self.serial, "taskset_mask": self.taskset_mask or None,
+                    "device": {"serial": settings.device_address(self.serial),
+                               "taskset_mask": self.taskset_mask or None,
                                **cpu},
                     "emulated": False},
             artifact=artifact_section(self.bundle, self.profile),
@@ -269,7 +286,7 @@ class AdbAdapter(DeviceAdapter):
             return
         workdir, self.workdir = self.workdir, None
         try:
-            self.shell(["rm", "-rf", workdir], timeout=60)
+            self.shell([*STOP_AND_REMOVE, workdir], timeout=60)
         except DeviceError as exc:
             log.warning("%s: could not remove %s: %s", self.where, workdir, exc)
 

@@ -1,8 +1,8 @@
 """The artifact kinds: which (format, precision) pairs exist and the file each becomes.
 
 One registry (docs/architecture.md, Contracts: the bundle) from which the export plan,
-the validation rules, the target profiles' artifact files and the advisor's size figure
-all derive. The converters and inspectors that make and read each kind live in
+the validation rules, the target profiles' artifact files and the study's artifact per
+target all derive. The converters and inspectors that make and read each kind live in
 pipeline/stages/export.py, keyed by these kinds (a test holds the two together).
 """
 

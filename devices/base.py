@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import datetime as _dt
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -77,6 +78,27 @@ class BenchmarkSettings:
     runs: int = 50
     threads: int = 1
     op_profiling: bool = False
+    record_device_address: bool = False  # reports name a device by a hash, unless true
+
+    def device_address(self, address: str) -> str:
+        """What a report may say about a host name, IP or serial: CI uploads reports, so by
+        default a stable hash (`sha256:` and 12 hex digits), the same device every run."""
+        if self.record_device_address or not address:
+            return address
+        return "sha256:" + hashlib.sha256(address.encode()).hexdigest()[:12]
+
+
+# A runner on a device runs under the device's own `timeout`, so it stops there when the
+# local client gives up (which waits a little longer, to hear why); cleanup stops whatever
+# still runs from the working folder, then removes it.
+KILL_GRACE_S = 5.0  # `timeout -k`: from TERM to KILL on the device
+CLIENT_GRACE_S = 25.0  # the local ssh/adb client outwaits the device's timeout by this much
+TIMEOUT_EXITS = (124, 137)  # `timeout` fired (TERM), or had to KILL
+STOP_AND_REMOVE = ["sh", "-c", 'pkill -f -- "$1/" 2>/dev/null; rm -rf -- "$1"', "sh"]
+
+
+def under_device_timeout(limit_s: float, argv: list[str]) -> list[str]:
+    return ["timeout", "-k", f"{KILL_GRACE_S:g}", f"{limit_s:g}", *argv]
 
 
 @dataclass(frozen=True)

@@ -3,15 +3,18 @@ run never leaves a half-written file behind."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from devices.errors import ConfigError
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -48,6 +51,18 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def child_folder(parent: Path, name: str, what: str = "folder") -> Path:
+    """`parent / name`, refused unless it is a plain visible name directly inside `parent`
+    (names derived from user text, such as `rpi@<host>`, must not climb out of dist/)."""
+    path = Path(parent) / name
+    plain = bool(name) and name not in (".", "..") and not name.startswith(".") and not any(
+        separator in name for separator in ("/", "\\", "\0"))
+    if not plain or path.resolve().parent != Path(parent).resolve():
+        raise ConfigError(f"{what} name {name!r} would not be a folder directly inside "
+                          f"{parent}/ (hint: use letters, digits, '.', '-', '_', '@')")
+    return path
+
+
 @contextmanager
 def atomic_directory(final: Path) -> Iterator[Path]:
     """Yield a temp folder beside `final`; on success it replaces `final` in one rename.
@@ -73,15 +88,41 @@ def atomic_directory(final: Path) -> Iterator[Path]:
 
 
 def remove_dead_scratch(folder: Path) -> list[Path]:
-    """Delete the temp folders atomic_directory left behind when its process was killed
-    (SIGKILL, power loss); folders of live processes are kept."""
+    """Delete the folders atomic_directory left behind when its process was killed
+    (SIGKILL, power loss): its scratch `.NAME.pidPID.*.tmp` and the replaced
+    `.NAME.old-PID`; folders of live processes are kept."""
     removed = []
-    for path in Path(folder).glob(".*.pid*.tmp"):
-        pid_text = path.name.rsplit(".pid", 1)[1].split(".", 1)[0]
+    leftovers = [(path, path.name.rsplit(".pid", 1)[1].split(".", 1)[0])
+                 for path in Path(folder).glob(".*.pid*.tmp")]
+    leftovers += [(path, path.name.rsplit(".old-", 1)[1]) for path in Path(folder).glob(".*.old-*")]
+    for path, pid_text in leftovers:
         if pid_text.isdigit() and not _process_alive(int(pid_text)):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
+
+
+LOCK_FOLDER = ".locks"  # hidden, beside the entries it guards; lock files are kept (deleting
+# one that another process waits on would split the lock)
+
+
+@contextmanager
+def exclusive_lock(path: Path, waiting: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """Hold an exclusive flock on `path` (created if missing) for the block. When another
+    process holds it, `waiting()` is called once (to say so), then the lock is awaited.
+    The kernel drops the lock when its holder dies, even by SIGKILL."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            waiting()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _process_alive(pid: int) -> bool:

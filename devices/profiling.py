@@ -22,11 +22,13 @@ def settings_for(
     runs: int = 50,
     threads: int | None = None,
     op_profiling: bool = False,
+    record_device_address: bool = False,
 ) -> BenchmarkSettings:
     """Benchmark settings whose thread count defaults to the target profile's."""
     return BenchmarkSettings(warmup=warmup, runs=runs,
                              threads=profile.threads if threads is None else threads,
-                             op_profiling=op_profiling)
+                             op_profiling=op_profiling,
+                             record_device_address=record_device_address)
 
 
 def profile_target(profile: TargetProfile, bundle_root: Path,

@@ -98,6 +98,8 @@ def check_value(key: str, annotation: Any, metadata: Any, value: Any) -> Any:
 def _coerce_type(key: str, annotation: Any, value: Any) -> Any:
     origin = typing.get_origin(annotation)
     if origin is tuple:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            value = str(value)  # a one-item list given as a number: `study.levels=0.5`
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -22,12 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from devices.base import (
+    CLIENT_GRACE_S,
+    KILL_GRACE_S,
+    STOP_AND_REMOVE,
+    TIMEOUT_EXITS,
     BenchmarkSettings,
     Bundle,
     DeviceAdapter,
     DeviceError,
     LatencyReport,
     TargetProfile,
+    under_device_timeout,
 )
 from devices.fsutil import sha256_file
 from devices.host import (
@@ -120,6 +126,9 @@ SSH_FAILURES: tuple[tuple[str, str], ...] = (
 )
 
 
+WORKDIR = re.compile(r"/[A-Za-z0-9_./-]*/edge-bench\.[A-Za-z0-9]{6}")  # mktemp -t's output
+
+
 class SshTransport:
     name = "ssh"
 
@@ -152,7 +161,8 @@ class SshTransport:
             timeout: float | None = None) -> subprocess.CompletedProcess:
         result = _run(self.command(remote_argv), stdin_path,
                       timeout or self.settings.command_timeout_s, self.where,
-                      "ssh client not found (hint: apt-get install openssh-client)")
+                      "ssh client not found (hint: apt-get install openssh-client)",
+                      shown=remote_argv)
         if result.returncode == SSH_ERROR_EXIT:
             raise self.failure(result.stderr)
         return result
@@ -214,7 +224,9 @@ class SshExtra:
 
 
 def _run(command: list[str], stdin_path: Path | None, timeout: float, where: str,
-         missing_hint: str) -> subprocess.CompletedProcess:
+         missing_hint: str, shown: list[str] | None = None) -> subprocess.CompletedProcess:
+    """`shown`: the command as messages may print it (the device side, without ssh's
+    options: they name key and known_hosts files)."""
     try:
         if stdin_path is None:
             return subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True,
@@ -228,7 +240,7 @@ def _run(command: list[str], stdin_path: Path | None, timeout: float, where: str
         raise DeviceError(f"{where}: {missing_hint}") from exc
     except subprocess.TimeoutExpired as exc:
         raise DeviceError(f"{where}: device command did not finish within {timeout:g} s: "
-                          f"{shlex.join(command)[:200]} (hint: raise connection."
+                          f"{shlex.join(shown or command)[:200]} (hint: raise connection."
                           "command_timeout_s or lower [profile] runs)") from exc
 
 
@@ -263,7 +275,12 @@ class SshAdapter(DeviceAdapter):
             raise DeviceError(f"{self.where}: no working python3 on the device: "
                               f"`{shlex.join(self.python)}` exited {result.returncode}: "
                               f"{result.stderr.strip()[-500:]} (hint: {hint})")
-        probe = json.loads(result.stdout.strip().splitlines()[-1])
+        try:
+            probe = json.loads(result.stdout.strip().splitlines()[-1])
+        except json.JSONDecodeError as exc:  # e.g. a login banner or shell rc output
+            raise DeviceError(f"{self.where}: the python probe printed no JSON line: "
+                              f"{result.stdout.strip()[-300:]!r} (hint: keep the device's shell "
+                              "start-up files quiet for non-interactive logins)") from exc
         self.device_facts = {"python": probe["python"], "machine": probe["machine"]}
         if not probe["modules"]["numpy"]:
             raise DeviceError(f"{self.where}: numpy is not installed for the device's python "
@@ -286,7 +303,12 @@ class SshAdapter(DeviceAdapter):
         if result.returncode != 0 or not result.stdout.strip():
             raise DeviceError(f"{self.where}: could not create a working folder with mktemp: "
                               f"{result.stderr.strip()} (hint: is /tmp writable on the device?)")
-        self.workdir = result.stdout.strip().splitlines()[-1]
+        workdir = result.stdout.strip().splitlines()[-1]
+        if not WORKDIR.fullmatch(workdir) or "/.." in workdir:  # cleanup runs `rm -rf` on it
+            raise DeviceError(f"{self.where}: mktemp printed {workdir[:200]!r}, not a folder "
+                              "named edge-bench.XXXXXX under an absolute temp path (hint: check "
+                              "the device's TMPDIR and shell start-up files)")
+        self.workdir = workdir
         self.bundle = bundle
         for name, path in files.items():
             self._upload(path, f"{self.workdir}/{name}")
@@ -321,15 +343,22 @@ class SshAdapter(DeviceAdapter):
                               "(hint: call deploy(bundle) first)")
         arguments = runner_arguments(f"{self.workdir}/{self.bundle.artifact}",
                                      f"{self.workdir}/inputs.npz", settings)
-        result = self.transport.run([*self.python, f"{self.workdir}/bench_runner.py",
-                                     *arguments])
+        limit = self.settings.command_timeout_s
+        result = self.transport.run(
+            under_device_timeout(limit, [*self.python, f"{self.workdir}/bench_runner.py",
+                                         *arguments]),
+            timeout=limit + KILL_GRACE_S + CLIENT_GRACE_S)
+        if result.returncode in TIMEOUT_EXITS:
+            raise DeviceError(f"{self.where}: bench_runner.py did not finish within {limit:g} s "
+                              "and was stopped on the device (hint: raise "
+                              "connection.command_timeout_s or lower [profile] runs)")
         document = parse_runner_output(self.where, result.returncode, result.stdout,
                                        result.stderr)
         emulated = self.profile.extra.emulated
         device = {**self.device_facts, **(document.get("cpu") or {}),
                   "transport": self.transport.name}
         if self.settings.host:
-            device["host"] = self.settings.host
+            device["host"] = settings.device_address(self.settings.host)
         if self.profile.extra.machine:
             device["description"] = self.profile.extra.machine
         extra: dict[str, Any] = {}
@@ -358,7 +387,7 @@ class SshAdapter(DeviceAdapter):
             return
         workdir, self.workdir = self.workdir, None
         try:
-            result = self.transport.run(["rm", "-rf", "--", workdir])
+            result = self.transport.run([*STOP_AND_REMOVE, workdir])
         except DeviceError as exc:  # the device went away: nothing left to clean from here
             log.warning("%s: could not remove %s: %s", self.where, workdir, exc)
             return

@@ -17,7 +17,7 @@ import numpy as np
 from devices.artifact_kinds import format_of
 from devices.bundle import INPUTS, LABELS, MANIFEST, MANIFEST_SCHEMA, Manifest, file_records
 from devices.errors import ArtifactError, ExportError
-from devices.fsutil import atomic_directory, atomic_write_json
+from devices.fsutil import atomic_directory, atomic_write_json, child_folder
 from pipeline import __version__
 from pipeline.conversion.tflite_inspect import io_quantization
 
@@ -130,7 +130,7 @@ def write_bundle(
     if validation is not None:
         fields["metrics"] = {**fields.get("metrics", {}),
                              "artifacts": validation.manifest_metrics()}
-    final = Path(out_dir) / target
+    final = child_folder(Path(out_dir), target, "bundle")
     with atomic_directory(final) as folder:
         for source in artifact_files:
             _copy_artifact(source, folder)

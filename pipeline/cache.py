@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from devices.fsutil import (
+    LOCK_FOLDER,
     atomic_directory,
     atomic_write_json,
+    exclusive_lock,
     remove_dead_scratch,
     sha256_file,
 )
@@ -72,6 +74,14 @@ class StageCache:
         final = self.entry_path(stage, key)
         with atomic_directory(final) as scratch:
             yield scratch
+
+    @contextmanager
+    def lock(self, stage: str, key: str, waiting: Callable[[Path], None]) -> Iterator[None]:
+        """One writer per entry across processes: a second run waits, then finds the entry
+        the first one sealed (`waiting(lock_path)` says so before it waits)."""
+        lock_path = self.root / LOCK_FOLDER / f"{stage}.{key}.lock"  # outside the entries
+        with exclusive_lock(lock_path, lambda: waiting(lock_path)):
+            yield
 
     def seal(self, scratch: Path, stage: str, key: str, record: dict[str, Any]) -> None:
         files = {

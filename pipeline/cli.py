@@ -9,16 +9,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from devices.bundle import LATENCY_REPORT
-from devices.errors import ConfigError, PipelineError
+from devices.errors import (
+    INTERNAL_ERROR_EXIT,
+    ConfigError,
+    PipelineError,
+    as_pipeline_error,
+    write_traceback,
+)
 from pipeline import __version__
 from pipeline.config import PipelineConfig, load_config
 
 Command = Callable[[argparse.Namespace], int]
+TERMINATED_EXIT = 128 + signal.SIGTERM  # 143, the shell's code for a TERM-killed process
 
 
 def environment_overrides() -> list[str]:
@@ -68,13 +76,25 @@ def command_artifacts(args: argparse.Namespace) -> int:
     return 0
 
 
+def is_single_device(targets: list[str], config: PipelineConfig) -> bool:
+    """One target without a `connection.hosts` list: a list, even of one host, is a fleet
+    (its devices are named `rpi@<host>`, each with its own bundle)."""
+    from devices.profiles import load_profile
+    from pipeline.fleet import device_profiles
+
+    if len(targets) != 1:
+        return False
+    profile = load_profile(targets[0], overrides=config.overrides_for(targets[0]))
+    return device_profiles(profile) == [profile]
+
+
 def command_deploy(args: argparse.Namespace) -> int:
-    from pipeline.deploy import deploy, deploy_fleet, load_target
-    from pipeline.fleet import device_profiles, format_fleet_summary
+    from pipeline.deploy import deploy, deploy_fleet
+    from pipeline.fleet import format_fleet_summary
 
     config = _config(args)
     targets = _split_targets(args.targets) if args.targets else [args.target]
-    single = len(targets) == 1 and len(device_profiles(load_target(targets[0], config))) == 1
+    single = is_single_device(targets, config)
     options = {"build_dir": Path(args.build_dir), "dist_dir": Path(args.dist_dir),
                "force": tuple(args.force or ())}
     if single:
@@ -88,11 +108,12 @@ def command_deploy(args: argparse.Namespace) -> int:
 
 
 def command_profile(args: argparse.Namespace) -> int:
-    from pipeline.deploy import load_target
+    from pipeline.deploy import bundle_locks, load_target
     from pipeline.profile import profile_bundle
 
     config = _config(args)
-    outcome = profile_bundle(config, load_target(args.target, config), Path(args.dist_dir))
+    with bundle_locks(Path(args.dist_dir), [args.target]):
+        outcome = profile_bundle(config, load_target(args.target, config), Path(args.dist_dir))
     return 0 if outcome.passed else 1
 
 
@@ -128,16 +149,35 @@ def command_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def command_advise(args: argparse.Namespace) -> int:
-    from pipeline.advisor import advise, format_recommendation
+def _study(args: argparse.Namespace) -> tuple[object, list[str]]:
     from pipeline.deploy import load_target
+    from pipeline.study.report import write_study
+    from pipeline.study.run import run_study
 
     config = _config(args)
-    recommendation = advise(config, load_target(args.target, config), Path(args.build_dir),
-                            dist_dir=Path(args.dist_dir))
+    targets = _split_targets(args.targets) if args.targets else [args.target]
+    study = run_study(config, [load_target(name, config) for name in targets],
+                      build_dir=Path(args.build_dir), dist_dir=Path(args.dist_dir))
+    return study, [str(path) for path in write_study(study, Path(args.dist_dir))]
+
+
+def command_study(args: argparse.Namespace) -> int:
+    study, paths = _study(args)
     print()
-    print(format_recommendation(recommendation))
-    return 0 if recommendation.meets_budget else 1
+    for path in paths:
+        print(f"wrote {path}")
+    for summary in study.answers["summary"].values():
+        print(summary["text"])
+    return 0
+
+
+def command_advise(args: argparse.Namespace) -> int:
+    """The study's one-line answer for the target's budget (a warm study costs seconds)."""
+    study, _ = _study(args)
+    summary = study.answers["summary"][args.target]
+    print()
+    print(summary["text"])
+    return 0 if summary["pick"] else 1
 
 
 def command_targets(args: argparse.Namespace) -> int:
@@ -245,10 +285,17 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--dist-dir", default="dist")
     report.set_defaults(handler=command_report)
 
-    advise = commands.add_parser("advise", help='"distill, prune or both?" for a target')
+    study = commands.add_parser(
+        "study", help='"distill or prune?" measured: every arm, level and seed, on targets')
+    _add_config_options(study)
+    study.add_argument("--target", default="host", help="target profile (default host)")
+    study.add_argument("--targets", help='several targets, e.g. "host mcu"')
+    study.set_defaults(handler=command_study)
+
+    advise = commands.add_parser("advise", help="the study's one-line answer for a target")
     _add_config_options(advise)
     advise.add_argument("--target", default="host")
-    advise.set_defaults(handler=command_advise)
+    advise.set_defaults(handler=command_advise, targets=None)
 
     commands.add_parser("targets", help="list target profiles and what each needs").set_defaults(
         handler=command_targets
@@ -265,17 +312,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM (a cancelled CI job, `kill`): unwinds like Ctrl-C, so every `finally` runs
+    (a device's working folder is removed, its runner stopped)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Command = args.handler
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return handler(args)
+    except Terminated:
+        print("terminated (SIGTERM); device folders cleaned up, finished stages stay cached",
+              file=sys.stderr)
+        return TERMINATED_EXIT
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
         print("interrupted; finished stages stay cached, run again to resume", file=sys.stderr)
         return 130
+    except Exception as error:  # noqa: BLE001 - the exit-code contract holds for bugs too
+        named = as_pipeline_error(error)
+        if named is not None:
+            print(f"error: {named}", file=sys.stderr)
+            return named.exit_code
+        log = write_traceback(error, Path(getattr(args, "build_dir", "build")) / "logs")
+        print(f"internal error: {type(error).__name__}: {str(error)[:200]} (a bug; the "
+              f"traceback is in {log}, please include it in a report)", file=sys.stderr)
+        return INTERNAL_ERROR_EXIT
 
 
 if __name__ == "__main__":

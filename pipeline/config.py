@@ -13,6 +13,7 @@ import json
 import tomllib
 import typing
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ class DataConfig:
 
 
 AUGMENT_SHIFT_PIXELS = 2  # default largest random shift of `augment`
+LABELS_ONLY = "labels"  # student.loss without a teacher
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,12 @@ class TrainingSection:
     augment_shift: int = bounded(AUGMENT_SHIFT_PIXELS, 1, 16)  # pixels, each direction
     early_stopping_patience: int = bounded(4, 0, 1000)
     label_smoothing: float = bounded(0.0, 0.0, 0.5)  # share of each hard label spread evenly
+    # initial weights, batch order and augmentation draws; None: data.seed. A study varies
+    # it to measure seed-to-seed spread on one data split.
+    seed: int | None = bounded(None, 0, 2**31 - 1)
+
+    def training_seed(self, data: DataConfig) -> int:
+        return data.seed if self.seed is None else self.seed
 
 
 @dataclass(frozen=True)
@@ -64,7 +72,8 @@ class TeacherConfig(TrainingSection):
 @dataclass(frozen=True)
 class StudentConfig(TrainingSection):
     model: str = "seed_student"
-    loss: str = choice("kd", "kd", "soft_ce", "seed")
+    # "labels": no teacher at all, the student trained on the labels alone (a study's control)
+    loss: str = choice("kd", "kd", "soft_ce", "seed", LABELS_ONLY)
     temperature: float = bounded(4.0, 0.1, 100.0)
     alpha: float = bounded(0.1, 0.0, 1.0)
     contrastive_weight: float = bounded(0.5, 0.0, 100.0)  # lambda of loss = "seed"
@@ -116,6 +125,8 @@ class ProfileConfig:
     threads: int = bounded(0, 0, 256)  # 0 = the target profile's thread count
     op_profiling: bool = False
     parallel: int = bounded(4, 1, 64)  # devices profiled at once by a fleet deploy
+    # true: reports name the Pi's host/IP and the phone's serial (default: a stable hash)
+    record_device_address: bool = False
 
 
 @dataclass(frozen=True)
@@ -124,6 +135,41 @@ class DistributeConfig:
     or several machines (`multi_worker`, the cluster from the TF_CONFIG variable)."""
 
     strategy: str = choice("default", "default", "mirrored", "multi_worker")
+
+
+STUDY_ARMS = ("scratch", "distill", "prune", "prune+kd", "distill+prune")  # pipeline/study/arms.py
+
+
+def parse_level(text: str) -> float:
+    """A study level: a fraction of the teacher's MACs, written `1/4` or `0.25`."""
+    try:
+        value = float(Fraction(text.strip()))
+    except (ValueError, ZeroDivisionError) as exc:
+        raise ConfigError(f"study.levels item {text!r} is not a fraction (hint: write 1/4 or "
+                          "0.25)") from exc
+    if not 0.0 < value <= 1.0:
+        raise ConfigError(f"study.levels item {text!r} = {value:g} must be above 0 and at most "
+                          "1 (a fraction of the teacher's MACs)")
+    return value
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """`make study`: which arms, at which fractions of the teacher's MACs, with how many
+    seeds (README, "Distillation or pruning? The study")."""
+
+    arms: tuple[str, ...] = subset(STUDY_ARMS, *STUDY_ARMS)
+    levels: tuple[str, ...] = ("1/2", "1/4", "1/8", "1/16")
+    seeds: int = bounded(2, 1, 100)  # student.seed = 0 .. seeds-1 per point
+
+    def __post_init__(self) -> None:
+        if not self.levels:
+            raise ConfigError("study.levels is empty (hint: study.levels=1/2,1/4)")
+        for level in self.levels:
+            parse_level(level)
+
+    def level_fractions(self) -> tuple[float, ...]:
+        return tuple(parse_level(level) for level in self.levels)
 
 
 @dataclass(frozen=True)
@@ -136,6 +182,7 @@ class PipelineConfig:
     validate: ValidateConfig = ValidateConfig()
     profile: ProfileConfig = ProfileConfig()
     distribute: DistributeConfig = DistributeConfig()
+    study: StudyConfig = StudyConfig()
     target_overrides: tuple[tuple[str, str], ...] = ()  # `--set target.x=y`, for the profile
     # [targets.NAME.section] tables of the config file: (target, "section.key", value text)
     target_settings: tuple[tuple[str, str, str], ...] = ()
@@ -152,16 +199,33 @@ class PipelineConfig:
         return {name: section_to_dict(getattr(self, name)) for name in SECTION_NAMES}
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(canonical_json(self.to_dict()).encode()).hexdigest()[:16]
+        hashed = {name: hashed_section(getattr(self, name)) for name in SECTION_NAMES}
+        return hashlib.sha256(canonical_json(hashed).encode()).hexdigest()[:16]
 
 
 SECTION_NAMES = (
     "data", "teacher", "student", "prune", "export", "validate", "profile", "distribute",
+    "study",
 )
 
 
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def with_values(config: PipelineConfig, values: dict[str, Any]) -> PipelineConfig:
+    """`config` with `section.key` values replaced, checked like `--set` items."""
+    raw = config.to_dict()
+    for key, value in values.items():
+        section, _, name = key.partition(".")
+        raw[section][name] = value
+    return build_config(raw, config.target_overrides, config.target_settings)
+
+
+def hashed_section(section: Any) -> dict[str, Any]:
+    """What cache keys and fingerprints hash: the section without its unset (None) keys, so
+    adding an optional key leaves every cached entry and fingerprint valid."""
+    return {key: value for key, value in section_to_dict(section).items() if value is not None}
 
 
 def section_to_dict(section: Any) -> dict[str, Any]:
@@ -201,8 +265,17 @@ def build_config(
     sections = {
         name: build_section(name, hints[name], raw.get(name, {})) for name in SECTION_NAMES
     }
+    _refuse_conflicts(sections)
     return PipelineConfig(**sections, target_overrides=target_overrides,
                           target_settings=target_settings)
+
+
+def _refuse_conflicts(sections: dict[str, Any]) -> None:
+    student, prune = sections["student"], sections["prune"]
+    if student.loss == LABELS_ONLY and prune.method != "none" and prune.finetune == "kd":
+        raise ConfigError(
+            'prune.finetune = "kd" distils with student.loss, and student.loss = "labels" '
+            'uses no teacher (hint: set prune.finetune = "finetune", or student.loss = "kd")')
 
 
 def _target_settings(tables: Any) -> tuple[tuple[str, str, str], ...]:

@@ -60,8 +60,11 @@ class Dataset:
         return len(self.labels)
 
     def summary(self) -> dict[str, Any]:
+        """For manifests and reports, which CI uploads: a path source keeps only its last
+        component (`folder:…/train`), never the user's home folder."""
+        prefix, separator, path = self.name.partition(":")
         return {
-            "name": self.name,
+            "name": f"{prefix}:…/{Path(path).name}" if separator and path else self.name,
             "input_shape": list(self.input_shape),
             "classes": self.num_classes,
             "train": len(self.y_train),
@@ -101,14 +104,17 @@ def load_dataset(config: DataConfig) -> Dataset:
 
 
 def split_and_normalise(config: DataConfig, raw: RawDataset) -> Dataset:
-    _check_arrays(raw.x, raw.y, "x", "y")
+    _check_arrays(raw.x, raw.y, "x", "y", raw.raw_max)
     rng = np.random.default_rng(config.seed)
     if raw.x_test is None:
         train_index, test_index = _stratified_split(raw.y, config.test_split, rng)
         x_pool, y_pool = raw.x[train_index], raw.y[train_index]
         x_test, y_test = raw.x[test_index], raw.y[test_index]
     else:
-        _check_arrays(raw.x_test, raw.y_test, "x_test", "y_test")
+        _check_arrays(raw.x_test, raw.y_test, "x_test", "y_test", raw.raw_max)
+        if raw.x_test.shape[1:] != raw.x.shape[1:]:
+            raise DataError(f"x_test images are {raw.x_test.shape[1:]} but x's are "
+                            f"{raw.x.shape[1:]}; both splits need one image shape")
         x_pool, y_pool, x_test, y_test = raw.x, raw.y, raw.x_test, raw.y_test
     train_index, val_index = _stratified_split(y_pool, config.validation_split, rng)
     channels = x_pool.shape[-1]
@@ -152,16 +158,40 @@ def _stratified_split(
     return rng.permutation(np.concatenate(keep)), rng.permutation(np.concatenate(held))
 
 
-def _check_arrays(x: Any, y: Any, x_name: str, y_name: str) -> None:
+def _check_labels(y: np.ndarray, name: str) -> None:
+    if y.dtype == object:
+        raise DataError(f"{name} holds Python objects; expected integer class ids")
+    if not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
+        raise DataError(f"{name} must hold non-negative integer class ids, got {y.dtype}")
+    if len(y) and y.max() >= MAX_CLASSES:
+        raise DataError(f"label {int(y.max())} in {name}: class ids run from 0 to at most "
+                        f"{MAX_CLASSES - 1} (hint: renumber the classes 0, 1, 2, …)")
+
+
+def _check_images(x: np.ndarray, name: str, raw_max: float) -> None:
+    if x.dtype == object:
+        raise DataError(f"{name} holds Python objects; expected uint8 or float images")
+    if np.issubdtype(x.dtype, np.floating):
+        bad = int(np.count_nonzero(~np.isfinite(x)))
+        if bad:
+            raise DataError(f"{name} holds {bad} non-finite pixel value(s) (NaN or infinity) "
+                            "(hint: fix or drop those images)")
+        if x.size and (x.min() < 0.0 or x.max() > raw_max):
+            raise DataError(f"float images in {name} must lie in [0, {raw_max:g}]; found "
+                            f"{x.min():g} to {x.max():g} (hint: divide by 255, or store uint8 "
+                            "images)")
+
+
+def _check_arrays(x: Any, y: Any, x_name: str, y_name: str, raw_max: float) -> None:
     if x.ndim != 4:
         raise DataError(f"{x_name} must hold HWC images (N, H, W, C), got shape {x.shape}")
+    _check_images(x, x_name, raw_max)
     if y.ndim != 1 or len(y) != len(x):
         raise DataError(
             f"{x_name} has {len(x)} images but {y_name} has shape {y.shape}; "
             "expected one integer label per image"
         )
-    if not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
-        raise DataError(f"{y_name} must hold non-negative integer class ids, got {y.dtype}")
+    _check_labels(y, y_name)
     if len(np.unique(y)) < 2:
         raise DataError(f"{y_name} has fewer than two classes; a classifier needs at least two")
 
@@ -234,19 +264,38 @@ def _download_cifar10() -> None:
         ) from exc
 
 
+class _ArraysOnly(pickle.Unpickler):
+    """CIFAR-10's batches are pickles (Keras' own format, kept): this unpickler rebuilds
+    NumPy arrays and plain containers and refuses every other callable, so a tampered cache
+    file cannot run code. (Keras checks the archive's sha256 when it downloads it.)"""
+
+    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+               ("numpy._core.multiarray", "_reconstruct")}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(path, "rb") as handle:
-            batch = pickle.load(handle, encoding="bytes")
+            batch = _ArraysOnly(handle, encoding="bytes").load()
     except FileNotFoundError as exc:
         raise DataError(
             f"CIFAR-10 cache file {path} is missing (hint: delete {path.parent} to download again)"
         ) from exc
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
+        raise DataError(
+            f"CIFAR-10 cache file {path} refers to {exc}: not a CIFAR-10 batch (hint: delete "
+            f"{path.parent} to download it again)") from exc
     images = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
     return images.transpose(0, 2, 3, 1), np.asarray(batch[b"labels"], dtype=np.int64)
 
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+MAX_CLASSES = 10_000  # a larger class id is a wrong label, not a dataset
 
 
 @register_source("npz")
@@ -265,13 +314,19 @@ def load_npz(path_text: str) -> RawDataset:
                 f"{path} lacks arrays {', '.join(missing)}; expected {', '.join(NPZ_KEYS)} "
                 f"(found {', '.join(archive.files) or 'none'})"
             )
-        arrays = {key: archive[key] for key in NPZ_KEYS}
+        try:
+            arrays = {key: archive[key] for key in NPZ_KEYS}
+        except ValueError as exc:  # object arrays need pickle, which is never allowed
+            raise DataError(f"{path} holds Python objects, not plain arrays: {exc} (hint: save "
+                            "uint8 or float32 images and integer labels)") from exc
     x_train, x_test = _as_hwc(arrays["x_train"]), _as_hwc(arrays["x_test"])
     integer_images = np.issubdtype(x_train.dtype, np.integer)
-    y_train = arrays["y_train"].reshape(-1)
-    classes = int(max(y_train.max(initial=0), arrays["y_test"].max(initial=0))) + 1
+    y_train, y_test = arrays["y_train"].reshape(-1), arrays["y_test"].reshape(-1)
+    _check_labels(y_train, "y_train")  # before sizing the label table from them
+    _check_labels(y_test, "y_test")
+    classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
     return RawDataset(
-        x=x_train, y=y_train, x_test=x_test, y_test=arrays["y_test"].reshape(-1),
+        x=x_train, y=y_train, x_test=x_test, y_test=y_test,
         labels=_digit_labels(classes), raw_max=255.0 if integer_images else 1.0,
         fingerprint=_file_digest(path),
     )
@@ -285,12 +340,13 @@ def load_folder(path_text: str) -> RawDataset:
     root = Path(path_text).expanduser()
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist (hint: data.name=folder:PATH)")
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir())
+    # hidden entries (.ipynb_checkpoints, .DS_Store, ._thumbs) are tools' files, not data
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     files = [
         (label, path)
         for label, class_dir in enumerate(class_dirs)
         for path in sorted(class_dir.iterdir())
-        if path.suffix.lower() in IMAGE_SUFFIXES
+        if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
     ]
     if len(class_dirs) < 2 or len({label for label, _ in files}) < 2:
         raise DataError(

@@ -4,7 +4,8 @@ budget check), `profile` and `check` — the commands of docs/architecture.md, C
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import numpy as np
 from devices.artifact_kinds import format_of
 from devices.base import TargetProfile
 from devices.errors import ArtifactError
+from devices.fsutil import LOCK_FOLDER, exclusive_lock
 from devices.profiles import load_profile
 from devices.registry import adapter_class
 from devices.runtimes import load_tflite_interpreter, run_onnx, run_tflite
@@ -136,11 +138,33 @@ def _artifact_metrics(
     return records
 
 
+@contextmanager
+def bundle_locks(dist_dir: Path, names: list[str], echo: Echo = print) -> Iterator[None]:
+    """One run at a time writes or profiles each `dist/<name>/`: a second deploy waits
+    (saying for what) instead of swapping a bundle another run is still profiling. Locks
+    are taken in sorted order, so two fleets cannot deadlock."""
+    with ExitStack() as stack:
+        for name in sorted(set(names)):
+            path = Path(dist_dir) / LOCK_FOLDER / f"{name}.lock"
+            stack.enter_context(exclusive_lock(path, lambda name=name, path=path: echo(
+                f"bundle     waiting: another run is writing or profiling {dist_dir}/{name} "
+                f"(lock {path})")))
+        yield
+
+
 def build_artifacts(
     config: PipelineConfig, targets: list[str], *, build_dir: Path, dist_dir: Path,
     echo: Echo = print, force: tuple[str, ...] = (),
 ) -> dict[str, Path]:
+    with bundle_locks(dist_dir, targets, echo):
+        return _build_artifacts(config, targets, build_dir=build_dir, dist_dir=dist_dir,
+                                echo=echo, force=force)
 
+
+def _build_artifacts(
+    config: PipelineConfig, targets: list[str], *, build_dir: Path, dist_dir: Path,
+    echo: Echo = print, force: tuple[str, ...] = (),
+) -> dict[str, Path]:
     profiles = [load_target(name, config) for name in targets]  # fail fast on a bad name
     run = Runner(config, build_dir, force=force, echo=echo).run()
     echo("\n" + stage_summary({name: o.record for name, o in run.outcomes.items()}) + "\n")
@@ -158,9 +182,10 @@ def deploy(
     config: PipelineConfig, target: str, *, build_dir: Path, dist_dir: Path,
     echo: Echo = print, force: tuple[str, ...] = (),
 ) -> DeployOutcome:
-    build_artifacts(config, [target], build_dir=build_dir, dist_dir=dist_dir, echo=echo,
-                    force=force)
-    return profile_bundle(config, load_target(target, config), dist_dir, echo)
+    with bundle_locks(dist_dir, [target], echo):
+        _build_artifacts(config, [target], build_dir=build_dir, dist_dir=dist_dir, echo=echo,
+                         force=force)
+        return profile_bundle(config, load_target(target, config), dist_dir, echo)
 
 
 def deploy_fleet(
@@ -169,12 +194,12 @@ def deploy_fleet(
 ) -> list[Any]:
     """Bundles for every target from one training run, then every device profiled
     concurrently; see pipeline/fleet.py."""
-    build_artifacts(config, targets, build_dir=build_dir, dist_dir=dist_dir, echo=echo,
-                    force=force)
-    devices = []
-    for target in targets:
-        for device in device_profiles(load_target(target, config)):
+    devices = [(target, device) for target in targets
+               for device in device_profiles(load_target(target, config))]
+    with bundle_locks(dist_dir, [*targets, *(device.name for _, device in devices)], echo):
+        _build_artifacts(config, targets, build_dir=build_dir, dist_dir=dist_dir, echo=echo,
+                         force=force)
+        for target, device in devices:
             if device.name != target:
                 copy_bundle(dist_dir, target, device.name)
-            devices.append(device)
-    return profile_fleet(config, devices, dist_dir, echo)
+        return profile_fleet(config, [device for _, device in devices], dist_dir, echo)

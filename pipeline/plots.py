@@ -1,8 +1,9 @@
-"""PNG plots for the report: accuracy/latency Pareto charts and training curves.
+"""PNG plots for the report and the study: accuracy/latency Pareto charts, training
+curves and the study's fronts.
 
 Every function takes plain numbers and returns PNG bytes (matplotlib's Agg backend, no
 display needed); callers write them atomically. `non_dominated` is the front both the
-report and the advisor mark.
+report and the study mark.
 """
 
 from __future__ import annotations
@@ -127,4 +128,38 @@ def curves_png(stage: str, history: dict[str, Sequence[float]]) -> bytes:
         if axes.get_legend_handles_labels()[0]:
             axes.legend(fontsize=8)
     figure.suptitle(f"training curves: {stage}")
+    return _png(figure)
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    x: float
+    top1: float  # mean over seeds
+    low: float  # seed minimum
+    high: float  # seed maximum
+
+
+def study_front_png(curves: dict[str, Sequence[CurvePoint]], x_label: str, title: str) -> bytes:
+    """Top-1 against a cost, one line per arm (its levels), bars from the seeds' minimum to
+    maximum, the front over every arm's points ringed."""
+    pyplot = _pyplot()
+    figure, axes = pyplot.subplots(figsize=(7, 4.5))
+    everything = [point for points in curves.values() for point in points]
+    for index, (arm, points) in enumerate(curves.items()):
+        ordered = sorted(points, key=lambda p: p.x)
+        axes.errorbar([p.x for p in ordered], [100 * p.top1 for p in ordered],
+                      yerr=[[100 * (p.top1 - p.low) for p in ordered],
+                            [100 * (p.high - p.top1) for p in ordered]],
+                      marker="o", capsize=3, color=f"C{index % 10}", label=arm)
+    front = non_dominated(everything, (lambda p: -p.top1, lambda p: p.x))
+    axes.scatter([everything[i].x for i in front], [100 * everything[i].top1 for i in front],
+                 s=220, facecolors="none", edgecolors="k", linewidths=1.2, label="front")
+    xs = [p.x for p in everything if p.x > 0]
+    if xs and max(xs) / min(xs) > LOG_SCALE_SPREAD / 4:
+        axes.set_xscale("log")
+    axes.set_xlabel(x_label)
+    axes.set_ylabel("test top-1 (%)")
+    axes.set_title(title, fontsize=10)
+    axes.grid(True, alpha=0.3)
+    axes.legend(loc="best", fontsize=8)
     return _png(figure)

@@ -36,6 +36,7 @@ def profile_bundle(
     settings = settings_for(
         profile, warmup=config.profile.warmup, runs=config.profile.runs,
         threads=config.profile.threads or None, op_profiling=config.profile.op_profiling,
+        record_device_address=config.profile.record_device_address,
     )
     adapter = adapter_class(profile.adapter)
     bundle = Path(dist_dir) / profile.name

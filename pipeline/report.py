@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -35,6 +36,7 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("pruned", "pruned"),
 )
 HOT_SPOT_ROWS = 8
+STUDY_FOLDER = "study"  # dist/study/: `make study` writes it, the report embeds it
 # A latency report's per-op profile (`extra.op_profile`, written by the adb adapter from
 # benchmark_model's tables, devices/benchmark_model_parser.py): "Summary by node type"
 # (node_types) ranks op kinds, "Run Order" (operators) single ops. Table -> its name column.
@@ -73,7 +75,9 @@ class Table:
 
 def load_bundles(dist_dir: Path) -> list[TargetBundle]:
     dist_dir = Path(dist_dir)
-    folders = sorted(path.parent for path in dist_dir.glob(f"*/{MANIFEST}"))
+    # hidden folders are scratch (a killed run's `.host.pid…tmp`), never targets
+    folders = sorted(path.parent for path in dist_dir.glob(f"*/{MANIFEST}")
+                     if not path.parent.name.startswith("."))
     if not folders:
         raise ArtifactError(f"no bundle with a {MANIFEST} under {dist_dir}/ (hint: run `make "
                             "artifacts` or `make deploy TARGET=…` before `make report`)")
@@ -383,9 +387,41 @@ def hot_spot_tables(document: dict[str, Any]) -> list[Table]:
         for target, rows in document["hot_spots"].items()]
 
 
+def study_tables(document: dict[str, Any]) -> list[Table]:
+    """The study's answers (dist/study/, `make study`), when one was run."""
+    study = document.get("study")
+    if not study:
+        return []
+    summary = Table(("target", "answer"), tuple(
+        (target, entry["text"]) for target, entry in study["summary"].items()),
+        "Distillation or pruning? The study", "dist/study/study.md has every point.")
+    levels = Table(("level", "target", "answer", "distillation over scratch"), tuple(
+        (answer["level"], answer["target"], answer["text"],
+         (answer.get("distillation") or {}).get("text", "-")) for answer in study["answers"]),
+        "The study, per level")
+    return [summary, levels]
+
+
+def read_study(dist_dir: Path) -> dict[str, Any] | None:
+    path = Path(dist_dir) / STUDY_FOLDER / "study.json"
+    if not path.is_file():
+        return None
+    document = json.loads(path.read_text(encoding="utf-8"))
+    return {key: document[key] for key in ("summary", "answers", "targets")}
+
+
+def study_images(dist_dir: Path, study: dict[str, Any] | None) -> dict[str, bytes]:
+    if not study:
+        return {}
+    folder = Path(dist_dir) / STUDY_FOLDER
+    names = [f"front_{target}.png" for target in study["targets"]] + ["front_macs.png"]
+    return {f"{STUDY_FOLDER}/{name}": (folder / name).read_bytes() for name in names
+            if (folder / name).is_file()}
+
+
 def all_tables(document: dict[str, Any]) -> list[Table]:
     return [targets_table(document), variants_table(document), effects_table(document),
-            *hot_spot_tables(document)]
+            *hot_spot_tables(document), *study_tables(document)]
 
 
 # --- rendering ----------------------------------------------------------------------------
@@ -489,12 +525,14 @@ def write_reports(dist_dir: Path) -> ReportResult:
     """Read every dist/<target>/ bundle and write report.md/.json/.html and the plots."""
     dist_dir = Path(dist_dir)
     document = build_document(load_bundles(dist_dir))
+    document["study"] = read_study(dist_dir)
     images = render_plots(document)
     document["plots"] = list(images)
     for name, content in images.items():
         atomic_write_bytes(dist_dir / name, content)
+    embedded = images | study_images(dist_dir, document["study"])  # already on disk
     atomic_write_json(dist_dir / "report.json", document)
-    atomic_write_text(dist_dir / "report.md", render_markdown(document, list(images)))
-    atomic_write_text(dist_dir / "report.html", render_html(document, images))
+    atomic_write_text(dist_dir / "report.md", render_markdown(document, list(embedded)))
+    atomic_write_text(dist_dir / "report.html", render_html(document, embedded))
     return ReportResult(dist_dir / "report.md", dist_dir / "report.json",
                         dist_dir / "report.html", tuple(dist_dir / name for name in images))

@@ -14,7 +14,7 @@ from typing import Any
 from devices.errors import CacheError, ConfigError
 from pipeline import flow
 from pipeline.cache import CacheEntry, StageCache, cache_key
-from pipeline.config import PipelineConfig, section_to_dict
+from pipeline.config import PipelineConfig, hashed_section
 from pipeline.data import Dataset, load_dataset
 from pipeline.distribute import cluster_role, strategy_for
 from pipeline.stage import Stage, StageContext
@@ -72,17 +72,19 @@ class Runner:
         self.echo = echo
 
     def stage_key(self, stage: Stage, dataset: Dataset, keys: dict[str, str]) -> str:
-        sections = {name: section_to_dict(self.config.section(name)) for name in stage.sections}
+        sections = {name: hashed_section(self.config.section(name)) for name in stage.sections}
         upstream = {"data": dataset.fingerprint} | {name: keys[name] for name in stage.upstream}
         return cache_key(stage.name, stage.version, sections, upstream)
 
-    def run(self, until: str | None = None) -> RunResult:
+    def run(self, until: str | None = None, dataset: Dataset | None = None) -> RunResult:
+        """Every stage up to `until`; `dataset`: this config's data, already loaded (a study
+        loads it once for all of its points)."""
         if until is not None:
             flow.check_stage_name(until, [stage.name for stage in self.stages])
         check_model_names(self.config)  # before hours of teacher training, not after
         started = time.perf_counter()
         self.strategy = strategy_for(self.config.distribute)  # before any other TF op
-        dataset = load_dataset(self.config.data)
+        dataset = dataset if dataset is not None else load_dataset(self.config.data)
         self.echo(
             f"dataset    {dataset.name}: {len(dataset.y_train)} train / {len(dataset.y_val)} "
             f"validation / {len(dataset.y_test)} test, input {dataset.input_shape}"
@@ -107,20 +109,31 @@ class Runner:
         entry = None if forced else self._lookup(stage.name, key)
         hit = entry is not None
         if entry is None:
-            self.echo(f"{stage.name:<10} running…")
-            upstream = {name: outcomes[name].entry for name in stage.upstream}
-            with self.write_cache.writer(stage.name, key) as scratch:
-                context = StageContext(self.config, dataset, scratch, upstream)
-                with self.strategy.scope() if stage.trains else contextlib.nullcontext():
-                    record = stage.run(context)
-                self.write_cache.seal(scratch, stage.name, key, record)
-            entry = self.write_cache.lookup(stage.name, key, warn=self._warn)
-            if entry is None:
-                raise CacheError(f"stage {stage.name}: the entry just written does not verify")
+            with self.write_cache.lock(stage.name, key, lambda path: self.echo(
+                    f"{stage.name:<10} waiting: another run is computing this entry "
+                    f"(lock {path})")):
+                entry = None if forced else self._lookup(stage.name, key)
+                hit = entry is not None  # the run we waited for sealed it
+                if entry is None:
+                    entry = self._compute(stage, dataset, key, outcomes)
         seconds = round(time.perf_counter() - started, 3)
         status = "cache hit" if hit else "computed"
         self.echo(f"{stage.name:<10} {status:<9} {seconds:8.1f}s  {stage.headline(entry.record)}")
         return StageOutcome(stage.name, entry, hit, seconds)
+
+    def _compute(self, stage: Stage, dataset: Dataset, key: str,
+                 outcomes: dict[str, StageOutcome]) -> CacheEntry:
+        self.echo(f"{stage.name:<10} running…")
+        upstream = {name: outcomes[name].entry for name in stage.upstream}
+        with self.write_cache.writer(stage.name, key) as scratch:
+            context = StageContext(self.config, dataset, scratch, upstream)
+            with self.strategy.scope() if stage.trains else contextlib.nullcontext():
+                record = stage.run(context)
+            self.write_cache.seal(scratch, stage.name, key, record)
+        entry = self.write_cache.lookup(stage.name, key, warn=self._warn)
+        if entry is None:
+            raise CacheError(f"stage {stage.name}: the entry just written does not verify")
+        return entry
 
     def _lookup(self, stage: str, key: str) -> CacheEntry | None:
         entry = self.cache.lookup(stage, key, warn=self._warn)

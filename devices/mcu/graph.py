@@ -6,6 +6,7 @@ small view instead of the generated flatbuffer accessors.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,15 @@ def load_graph(path: Path) -> Graph:
 
 
 def parse_graph(data: bytes, source: Path | None = None) -> Graph:
+    try:
+        return _parse_graph(data, source)
+    except (struct.error, IndexError, ValueError, TypeError, UnicodeDecodeError) as exc:
+        # a flatbuffer is read lazily: a corrupt body fails deep inside the accessors
+        raise ArtifactError(f"{source or 'model'} is a corrupt TFLite flatbuffer ({exc!r}) "
+                            "(hint: rebuild it with `make artifacts`)") from exc
+
+
+def _parse_graph(data: bytes, source: Path | None) -> Graph:
     model = open_model(data, str(source or "model"))
     if model.SubgraphsLength() < 1:
         raise ArtifactError(f"{source or 'model'} has no subgraph (hint: re-export the model)")

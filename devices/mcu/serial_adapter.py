@@ -109,12 +109,23 @@ class McuSerialAdapter(McuAdapter):
         self._prepared = None
 
     def _flash(self, command: list[str]) -> None:
-        result = subprocess.run(command, capture_output=True, text=True, check=False,
-                                timeout=300)
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, check=False,
+                                    timeout=FLASH_TIMEOUT_S)
+        except FileNotFoundError as exc:
+            raise DeviceError(f"{self.profile.name}: the flash tool {command[0]!r} is not "
+                              "installed or not on PATH (hint: install it, or give its full "
+                              "path in extra.flash_command)") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise DeviceError(f"{self.profile.name}: flashing did not finish within "
+                              f"{FLASH_TIMEOUT_S:g} s (hint: check the board connection)") from exc
         if result.returncode != 0:
             raise DeviceError(f"{self.profile.name}: flashing failed ({command[0]} exited "
                               f"{result.returncode}): {result.stderr[-800:]} (hint: check "
                               "extra.flash_command and the board connection)")
+
+
+FLASH_TIMEOUT_S = 300.0
 
 
 def _serial_module() -> Any:

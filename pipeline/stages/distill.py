@@ -1,12 +1,13 @@
 """Distillation stage: the student trained against the frozen teacher; with
 `student.baseline = true` the same student is also trained without a teacher, so the report
-can show what distillation bought."""
+can show what distillation bought; with `student.loss = "labels"` only that one is trained."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from pipeline.config import LABELS_ONLY
 from pipeline.distribute import describe
 from pipeline.stage import Stage, StageContext, load_model, save_model, top1_headline
 from pipeline.stages.train import build_for, result_for
@@ -17,7 +18,12 @@ SCRATCH_FOLDER = "scratch"
 
 def run_distill(context: StageContext) -> dict[str, Any]:
     section, dataset = context.config.student, context.dataset
-    seed = context.config.data.seed
+    if section.loss == LABELS_ONLY:
+        record = _train_on_labels(context, context.out_dir)
+        record |= {"loss": LABELS_ONLY, "temperature": None, "alpha": None,
+                   "contrastive_weight": None, "teacher_view": None, "scratch": None}
+        return record
+    seed = section.training_seed(context.config.data)
     teacher = load_model(context.upstream["teacher"].path)
     student = build_for(section, dataset, seed=seed)
     history = train_distilled(student, teacher, dataset, section, seed=seed)
@@ -31,16 +37,18 @@ def run_distill(context: StageContext) -> dict[str, Any]:
     )
     record["contrastive_weight"] = section.contrastive_weight if section.loss == "seed" else None
     record["teacher_view"] = section.teacher_view
-    record["scratch"] = _train_scratch(context, context.out_dir / SCRATCH_FOLDER) if (
+    record["scratch"] = _train_on_labels(context, context.out_dir / SCRATCH_FOLDER) if (
         section.baseline
     ) else None
     return record
 
 
-def _train_scratch(context: StageContext, out_dir: Path) -> dict[str, Any]:
+def _train_on_labels(context: StageContext, out_dir: Path) -> dict[str, Any]:
+    """The student without a teacher: the same model and settings, trained on the labels."""
     section, dataset = context.config.student, context.dataset
-    model = build_for(section, dataset, seed=context.config.data.seed)
-    history = train_classifier(model, dataset, section, seed=context.config.data.seed)
+    seed = section.training_seed(context.config.data)
+    model = build_for(section, dataset, seed=seed)
+    history = train_classifier(model, dataset, section, seed=seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = save_model(model, out_dir)
     distribute = describe(context.config.distribute, section.batch_size)

@@ -325,7 +325,8 @@ def run_stage(context: StageContext) -> dict[str, Any]:
         context.upstream[section.source].path)
     result = run_prune(
         section, student=source, teacher=teacher, data=context.dataset,
-        out_dir=context.out_dir, training=context.config.student, seed=context.config.data.seed,
+        out_dir=context.out_dir, training=context.config.student,
+        seed=context.config.student.training_seed(context.config.data),
     )
     record = result.to_dict()
     record["source"] = section.source

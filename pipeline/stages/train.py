@@ -53,8 +53,9 @@ def result_for(
 
 def run_teacher(context: StageContext) -> dict[str, Any]:
     section = context.config.teacher
-    model = build_for(section, context.dataset, seed=context.config.data.seed)
-    history = train_classifier(model, context.dataset, section, seed=context.config.data.seed)
+    seed = section.training_seed(context.config.data)
+    model = build_for(section, context.dataset, seed=seed)
+    history = train_classifier(model, context.dataset, section, seed=seed)
     path = save_model(model, context.out_dir)
     return result_for(
         section.model, model, context.dataset, history, path.stat().st_size,

@@ -31,6 +31,7 @@ from devices.bench_runner import parse_cpuinfo
 from devices.profiles import load_profile
 from devices.profiling import profile_target
 from devices.registry import create_adapter
+from tests.devices.timeouts import assert_stopped_at_its_timeout
 
 pytestmark = pytest.mark.adb
 
@@ -62,7 +63,8 @@ def test_profile_phone_through_real_adb_server(fake_phone, fake_benchmark_model,
     assert document["runtime"]["name"] == "benchmark_model"
     device = document["target"]["device"]
     assert {key: device.pop(key) for key in ("serial", "taskset_mask")} == {
-        "serial": phone.serial, "taskset_mask": "1"}
+        "serial": SETTINGS.device_address(phone.serial), "taskset_mask": "1"}
+    assert phone.serial not in (bundle_copy / "latency_report.json").read_text()
     # the rest is the "phone's" own /proc/cpuinfo (the double runs commands on this machine)
     assert device == parse_cpuinfo(Path("/proc/cpuinfo").read_text())
     manifest = json.loads((bundle_copy / "manifest.json").read_text())
@@ -257,3 +259,16 @@ def test_adapter_only_supports_tflite():
     adapter = create_adapter(load_profile("phone", environ={}))
     assert adapter.supports("tflite", "int8")
     assert not adapter.supports("onnx", "int8")
+
+
+def test_a_benchmark_past_its_timeout_is_stopped_on_the_phone(fake_phone, tmp_path: Path,
+                                                              tiny_bundle: Path):
+    from devices.registry import create_adapter
+
+    hanging = tmp_path / "benchmark_model"
+    hanging.write_text("#!/bin/sh\nsleep 120\n")  # TEST DOUBLE: a benchmark_model that hangs
+    hanging.chmod(0o755)
+    phone = fake_phone()
+    adapter = create_adapter(phone_profile(hanging, serial=phone.serial,
+                                           **{"connection.command_timeout_s": "3"}))
+    assert_stopped_at_its_timeout(adapter, tiny_bundle, SETTINGS, 3)

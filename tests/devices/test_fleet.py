@@ -108,3 +108,48 @@ def test_one_device_stopped_mid_way_does_not_lose_the_other(
     assert "1 of 2 device(s) passed; failed: " + bad.device in summary
     assert bad.error.splitlines()[0][:40] in summary
     assert any(line.startswith(f"[{bad.device}] FAILED:") for line in lines)
+
+
+@pytest.mark.parametrize("text", [
+    "../../../victim", "pi/../x", "host name", "pi@", "-rf", "a..b", "[::1", "[::1]x",
+    "bad user@pi", "pi:99999", "pi:", "$(touch x)", "x" * 254, "[10.0.0.1]:22",
+])
+def test_a_host_outside_the_grammar_is_refused(text: str) -> None:
+    with pytest.raises(ConfigError, match="is not \\[user@\\]host\\[:port\\] with a valid host"):
+        parse_host(text)
+
+
+def test_hosts_names_and_addresses_in_the_grammar_parse() -> None:
+    assert parse_host("pi@10.0.0.5:22") == {"host": "10.0.0.5", "user": "pi", "port": 22}
+    assert parse_host("raspberrypi.local") == {"host": "raspberrypi.local"}
+    assert parse_host("pi@[fe80::1]:2222") == {"host": "fe80::1", "user": "pi", "port": 2222}
+    assert parse_host("::1") == {"host": "::1"}
+    profile = load_profile("rpi", {"connection.hosts": '["pi@[fe80::1]:2222"]'}, environ={})
+    assert [d.name for d in device_profiles(profile)] == ["rpi@pi@fe80__1_2222"]
+
+
+def test_a_host_cannot_place_a_bundle_outside_dist(tmp_path: Path) -> None:
+    dist = tmp_path / "dist"
+    (dist / "rpi").mkdir(parents=True)
+    (dist / "rpi" / "model_int8.tflite").write_bytes(b"x")
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious.txt").write_text("keep me")
+    profile = load_profile("rpi", {"connection.hosts": '["../../victim", "127.0.0.1:1"]'},
+                           environ={})
+    with pytest.raises(ConfigError, match="fleet host '../../victim'"):
+        device_profiles(profile)
+    with pytest.raises(ConfigError, match="bundle name '../victim' would not be a folder"):
+        copy_bundle(dist, "rpi", "../victim")
+    assert (victim / "precious.txt").read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dist", "victim"]
+
+
+def test_a_one_host_list_is_a_fleet_of_one_not_ignored() -> None:
+    from pipeline.cli import is_single_device
+
+    config = load_config()
+    assert is_single_device(["rpi"], config)
+    one = load_config(overrides=['target.connection.hosts=["127.0.0.1:2222"]'])
+    assert not is_single_device(["rpi"], one)  # deploy takes the fleet path: rpi@127.0.0.1_2222
+    assert not is_single_device(["host", "mcu"], config)

@@ -7,6 +7,7 @@ or crashing are real python processes configured by a sitecustomize.py (see belo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from devices.profiles import load_profile
 from devices.profiling import profile_target
 from devices.registry import create_adapter
 from devices.ssh import SshTransport
+from tests.devices.timeouts import assert_stopped_at_its_timeout, processes_running_from
 
 pytestmark = pytest.mark.sshd
 
@@ -60,7 +62,10 @@ def test_profile_rpi_through_sshd(sshd, bundle_copy: Path):
     assert document["target"]["adapter"] == "ssh"
     assert document["target"]["emulated"] is False
     assert document["target"]["device"]["transport"] == "ssh"
-    assert document["target"]["device"]["host"] == "127.0.0.1"
+    # a stable hash, not the address: CI uploads reports
+    assert document["target"]["device"]["host"] == "sha256:" + hashlib.sha256(
+        b"127.0.0.1").hexdigest()[:12]
+    assert "127.0.0.1" not in (bundle_copy / "latency_report.json").read_text()
     assert document["runtime"]["threads"] == 2
     assert document["runs"] == {"warmup": 2, "measured": 8}
     assert json.loads((bundle_copy / "latency_report.json").read_text()) == document
@@ -189,3 +194,55 @@ def test_transport_registry_has_ssh_and_local():
 
     assert TRANSPORTS["ssh"] is SshTransport
     assert set(TRANSPORTS) == {"ssh", "local"}
+
+
+SLEEPING_RUNNER = ("import sys, time\n"
+                   "if sys.argv and sys.argv[0].endswith('bench_runner.py'):\n"
+                   "    time.sleep(120)\n")
+
+
+def test_a_runner_past_its_timeout_is_stopped_on_the_device(sshd, tmp_path: Path,
+                                                             tiny_bundle: Path):
+    profile = rpi_profile(sshd, **{"extra.python": device_python(tmp_path, SLEEPING_RUNNER),
+                                   "connection.command_timeout_s": "3"})
+    assert_stopped_at_its_timeout(create_adapter(profile), tiny_bundle, SETTINGS, 3)
+
+
+def test_sigterm_stops_the_runner_and_removes_the_device_folder(sshd, tmp_path: Path,
+                                                               bundle_copy: Path):
+    import glob
+    import signal
+    import subprocess
+    import time
+
+    root = Path(__file__).resolve().parent.parent.parent
+    dist = bundle_copy.parent
+    bundle_copy.rename(dist / "rpi")
+    before = set(glob.glob("/tmp/edge-bench.*"))
+    overrides = sshd.overrides(**{"extra.python": device_python(tmp_path, SLEEPING_RUNNER)})
+    sets = [item for key, value in overrides.items() for item in ("--set", f"target.{key}={value}")]
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "profile", "--target", "rpi",
+         "--dist-dir", str(dist), *sets],
+        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root), "HOME": str(tmp_path)})
+    deadline = time.time() + 60
+    created: set[str] = set()
+    while time.time() < deadline and not created:  # wait until the runner sleeps there
+        created = {path for path in set(glob.glob("/tmp/edge-bench.*")) - before
+                   if processes_running_from(path)}
+        time.sleep(0.2)
+    assert created, cli.communicate(timeout=30)
+    cli.send_signal(signal.SIGTERM)
+    _, stderr = cli.communicate(timeout=60)
+    assert cli.returncode == 143, stderr
+    assert "terminated (SIGTERM)" in stderr
+    for folder in created:
+        assert not Path(folder).exists()
+        assert processes_running_from(folder) == []
+
+
+def test_the_address_is_recorded_when_asked(sshd, bundle_copy: Path):
+    settings = BenchmarkSettings(warmup=1, runs=2, threads=1, record_device_address=True)
+    document = profile_target(rpi_profile(sshd), bundle_copy, settings)
+    assert document["target"]["device"]["host"] == "127.0.0.1"

@@ -90,3 +90,6 @@ def test_the_shipped_cifar10_recipe_ships_a_student_inside_its_limits() -> None:
     student = create_model(config.student.model, (32, 32, 3), 10, width=config.student.width)
     assert count_params(student) <= 40_000 and count_macs(student) <= 6_000_000
     assert config.overrides_for("host") == {"budget.min_accuracy": "0.8"}
+    # the measured recipe (README, "CIFAR-10"): distilled, no label smoothing on either side
+    assert config.student.loss == "kd" and config.student.label_smoothing == 0.0
+    assert config.teacher.label_smoothing == 0.0

@@ -109,3 +109,14 @@ def test_cli_config_show_prints_the_effective_values() -> None:
         capture_output=True, text=True, check=True,
     )
     assert '"epochs": 7' in completed.stdout
+
+
+def test_unset_keys_are_not_hashed_so_an_optional_key_keeps_caches_valid() -> None:
+    from pipeline.config import hashed_section
+
+    config = load_config()
+    assert "seed" in config.to_dict()["student"]  # shown by `config show`
+    assert "seed" not in hashed_section(config.student)  # but not in cache keys
+    seeded = load_config(overrides=["student.seed=3"])
+    assert hashed_section(seeded.student)["seed"] == 3
+    assert seeded.fingerprint() != config.fingerprint()

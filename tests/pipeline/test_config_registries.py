@@ -13,6 +13,7 @@ import pytest
 from pipeline import config, distribute
 from pipeline.pruning import criteria, retraining, selection
 from pipeline.stages import prune
+from pipeline.study import arms
 
 SELECTORS = {
     ("prune", "method"): prune.METHODS,
@@ -21,13 +22,14 @@ SELECTORS = {
     ("prune", "scope"): selection.SCOPES,
     ("prune", "layers"): selection.LAYER_CHOICES,
     ("distribute", "strategy"): distribute.STRATEGIES,
+    ("study", "arms"): arms.ARMS,
 }
 
 
 def _choices(section: str, key: str) -> set:
     cls = type(getattr(config.PipelineConfig(), section))
     spec = next(f for f in dataclasses.fields(cls) if f.name == key)
-    return set(spec.metadata["choices"])
+    return set(spec.metadata.get("choices") or spec.metadata["subset"])
 
 
 @pytest.mark.parametrize(("section", "key"), sorted(SELECTORS))

@@ -1,3 +1,4 @@
+import json
 import pickle
 from pathlib import Path
 
@@ -94,6 +95,19 @@ def test_npz_uint8_and_float_images(tmp_path: Path) -> None:
         ({"y_train": np.arange(59) % 3}, "x has 60 images but y has shape"),
         ({"y_train": np.zeros(60, dtype=np.int64)}, "fewer than two classes"),
         ({"x_test": np.zeros((15, 12, 12, 3, 1), dtype=np.uint8)}, "x_test must hold HWC images"),
+        # accepted before, and wrong (issue 16, finding 7)
+        ({"x_train": np.full((60, 4, 4, 1), np.nan, np.float32),
+          "x_test": np.zeros((15, 4, 4, 1), np.float32)}, "x holds 960 non-finite pixel"),
+        ({"x_train": np.zeros((60, 4, 4, 1), np.float32),
+          "x_test": np.full((15, 4, 4, 1), np.inf, np.float32)}, "x_test holds 240 non-finite"),
+        ({"x_train": np.full((60, 4, 4, 1), 255.0, np.float32),
+          "x_test": np.zeros((15, 4, 4, 1), np.float32)},
+         r"float images in x must lie in \[0, 1\]; found 255 to 255"),
+        ({"x_test": np.zeros((15, 10, 12, 3), np.uint8)},
+         r"x_test images are \(10, 12, 3\) but x's are \(12, 12, 3\)"),
+        ({"y_train": np.r_[np.arange(59) % 3, 10**9]}, "label 1000000000 in y_train"),
+        ({"y_test": np.arange(15) % 3 - 1}, "y_test must hold non-negative integer class ids"),
+        ({"y_train": np.array([object()] * 60)}, "holds Python objects"),
     ],
 )
 def test_npz_errors(tmp_path: Path, overrides: dict, message: str) -> None:
@@ -131,6 +145,21 @@ def test_folder_of_class_subfolders(tmp_path: Path) -> None:
     assert np.bincount(data.y_test).tolist() == [2, 2]
 
 
+def test_a_path_dataset_is_summarised_without_its_folders(tmp_path: Path) -> None:
+    root = _write_folder(tmp_path / "home" / "someone" / "train", {"cat": 4, "dog": 4})
+    data = load_dataset(DataConfig(name=f"folder:{root}"))
+    assert data.summary()["name"] == "folder:…/train"
+    assert "someone" not in json.dumps(data.summary())
+
+
+def test_hidden_folders_and_files_are_not_classes(tmp_path: Path) -> None:
+    root = _write_folder(tmp_path / "set", {"cat": 10, "dog": 10, ".ipynb_checkpoints": 3})
+    Image.fromarray(np.zeros((9, 7, 3), np.uint8)).save(root / "cat" / ".thumb.png")
+    data = load_dataset(DataConfig(name=f"folder:{root}", test_split=0.2, validation_split=0.1))
+    assert data.labels == ("cat", "dog")
+    assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 20
+
+
 def test_folder_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="image folder .*nowhere does not exist"):
         load_dataset(DataConfig(name=f"folder:{tmp_path / 'nowhere'}"))
@@ -145,3 +174,28 @@ def test_unknown_source_and_missing_path() -> None:
         load_dataset(DataConfig(name="imagenet"))
     with pytest.raises(DataError, match="needs a path, e.g. npz:/data/my_set"):
         load_dataset(DataConfig(name="npz:"))
+
+
+class _Payload:
+    """Pickles to a call of `os.system`: what a tampered cache file could hold."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_cifar_cache_file_that_calls_code_is_refused_unrun(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _write_cifar_cache(tmp_path, per_batch=10)
+    marker = tmp_path / "ran"
+    batch = tmp_path / "datasets" / "cifar-10-batches-py" / "data_batch_3"
+    batch.write_bytes(pickle.dumps({b"data": _Payload(marker), b"labels": [0]}))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    with pytest.raises(DataError, match=r"data_batch_3 .*posix.system.* not a CIFAR-10 batch"):
+        load_dataset(DataConfig(name="cifar10"))
+    assert not marker.exists()

@@ -175,27 +175,5 @@ def test_a_target_whose_artifact_was_not_exported_is_refused_cleanly(
                        "export stage did not produce"):
         build_artifacts(config, ["host"], build_dir=workspace["build_dir"], dist_dir=dist,
                         echo=lambda _: None)
-    assert not dist.exists() or not any(dist.iterdir())  # nothing half-written
-
-
-@pytest.mark.slow
-@pytest.mark.qemu_system
-def test_advisor_compares_three_arms_from_their_records(workspace: dict[str, Any]) -> None:
-    from pipeline.advisor import advise
-    from pipeline.deploy import load_target
-
-    config = workspace["config"]
-    recommendation = advise(config, load_target("mcu", config), workspace["build_dir"],
-                            echo=lambda _: None, dist_dir=workspace["root"] / "dist")
-    arms = {arm.name: arm for arm in recommendation.arms}
-    assert set(arms) == {"distill", "prune", "distill+prune"}
-    manifest = _manifest(workspace, "mcu")
-    both = arms["distill+prune"]  # the configuration profiled in dist/mcu: measured numbers
-    assert both.macs == manifest["metrics"]["pruned"]["macs"]
-    assert both.top1 == manifest["metrics"]["artifacts"]["model_int8.tflite"]["top1"]
-    assert both.latency_ms == workspace["outcomes"]["mcu"].report["latency_ms"]["median"]
-    assert arms["distill"].macs == manifest["metrics"]["student"]["macs"]
-    teacher_macs = manifest["metrics"]["teacher"]["macs"]
-    assert arms["prune"].macs < teacher_macs  # the teacher, pruned toward the student's MACs
-    best = max((arm for arm in arms.values()), key=lambda arm: arm.top1)
-    assert recommendation.meets_budget and recommendation.arm == best.name
+    # nothing half-written: at most the lock folder (dist/.locks, hidden, never a bundle)
+    assert not dist.exists() or [p.name for p in dist.iterdir()] in ([], [".locks"])

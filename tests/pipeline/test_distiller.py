@@ -162,3 +162,31 @@ def test_teacher_view_decides_when_the_teacher_runs(view: str, teacher_calls: in
     assert int(teacher.calls.numpy()) == teacher_calls
     assert history.epochs_run == 3
     assert any(not np.array_equal(a, b) for a, b in zip(before, student.get_weights()))
+
+
+@pytest.mark.slow
+def test_steps_per_execution_changes_no_weight(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many steps per TensorFlow call are the same steps in the same order: the plain and
+    the distilled loop end with the same weights, bit for bit, as one step per call."""
+    from pipeline import training
+    from pipeline.config import DataConfig, StudentConfig, TeacherConfig
+    from pipeline.data import load_dataset
+    from pipeline.stages.train import build_for
+
+    data = load_dataset(DataConfig(name="mnist5k"))
+    teacher_settings = TeacherConfig(epochs=2, batch_size=32, augment=True,
+                                     early_stopping_patience=0, width=0.5, batch_norm=True)
+    student_settings = StudentConfig(epochs=2, batch_size=32, augment=True,
+                                     early_stopping_patience=0, width=0.5, batch_norm=True)
+
+    def trained(steps: int) -> list[np.ndarray]:
+        monkeypatch.setattr(training, "STEPS_PER_EXECUTION", steps)
+        teacher = build_for(teacher_settings, data, seed=0)
+        training.train_classifier(teacher, data, teacher_settings, seed=0)
+        student = build_for(student_settings, data, seed=1)
+        training.train_distilled(student, teacher, data, student_settings, seed=1)
+        return teacher.get_weights() + student.get_weights()
+
+    one, many = trained(1), trained(16)
+    assert len(one) == len(many)
+    assert all(np.array_equal(a, b) for a, b in zip(one, many))

@@ -265,3 +265,12 @@ def test_front_keeps_only_undominated_points() -> None:
 def test_an_empty_dist_is_an_artifact_error(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="no bundle with a manifest.json"):
         write_reports(tmp_path)
+
+
+def test_a_killed_runs_hidden_scratch_folder_is_not_a_target(tmp_path: Path) -> None:
+    import shutil
+
+    dist = write_dist(tmp_path)
+    shutil.copytree(dist / "host", dist / ".host.pid123.abc.tmp")  # atomic_directory's scratch
+    names = [t["name"] for t in json.loads(write_reports(dist).json.read_text())["targets"]]
+    assert ".host.pid123.abc.tmp" not in names and "host" in names

@@ -48,3 +48,17 @@ def test_refuses_an_unsupported_op_and_leaves_the_folder_alone(tmp_path: Path) -
     with pytest.raises(UnsupportedOperatorError, match=r"op #0 LOGISTIC"):
         generate_sources(_relu_model(tmp_path, OP.LOGISTIC), out_dir)
     assert (out_dir / "model.c").read_text() == "previous"
+
+
+@pytest.mark.parametrize("keep", [12, 40, 0.5])
+def test_a_truncated_flatbuffer_is_an_artifact_error_not_a_crash(
+    tmp_path: Path, keep: float,
+) -> None:
+    from devices.errors import ArtifactError
+    from devices.mcu.graph import load_graph
+
+    content = _relu_model(tmp_path).read_bytes()  # its file identifier survives every cut
+    corrupt = tmp_path / "truncated.tflite"
+    corrupt.write_bytes(content[:int(keep * len(content)) if keep < 1 else int(keep)])
+    with pytest.raises(ArtifactError, match="truncated.tflite is a corrupt TFLite flatbuffer"):
+        load_graph(corrupt)

@@ -86,3 +86,15 @@ def test_check_requires_a_port() -> None:
     adapter = create_adapter(load_profile("mcu-serial", environ={}))
     with pytest.raises(DeviceError, match=r"no serial port configured.*MCU_SERIAL_PORT"):
         adapter.check()
+
+
+def test_a_missing_flash_tool_is_a_device_error(tmp_path: Path, bundle: Bundle) -> None:
+    profile = load_profile("mcu-serial", overrides={
+        "connection.port": "loop://", "extra.flash_command": '["no-such-flasher", "{elf}"]'},
+        environ={})
+    adapter = create_adapter(profile)
+    try:
+        with pytest.raises(DeviceError, match="the flash tool 'no-such-flasher' is not installed"):
+            adapter.deploy(bundle)
+    finally:
+        adapter.cleanup()

@@ -1,0 +1,73 @@
+"""The study's arms: each one is the user's config plus the `--set` items that make it,
+at one level and seed. Which arms learn from the teacher is read back from the stage
+records (points.py), not assumed from these names."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from devices.errors import ConfigError
+from pipeline.config import LABELS_ONLY, PipelineConfig
+from pipeline.study.levels import LevelPlan
+
+Overrides = dict[str, Any]
+
+ARM_LABELS = {
+    "scratch": "the student on labels alone (the control)",
+    "distill": "the student distilled from the teacher",
+    "prune": "the teacher channel-pruned, fine-tuned on labels alone",
+    "prune+kd": "the teacher channel-pruned, fine-tuned against the unpruned teacher",
+    "distill+prune": "a distilled student twice the size, channel-pruned by half",
+}
+
+
+def _student_only(width: float, loss: str) -> Overrides:
+    return {"student.width": width, "student.loss": loss, "prune.method": "none"}
+
+
+def _scratch(plan: LevelPlan, config: PipelineConfig) -> Overrides:
+    return _student_only(plan.student_width, LABELS_ONLY)
+
+
+def _distill(plan: LevelPlan, config: PipelineConfig) -> Overrides:
+    return _student_only(plan.student_width, config.student.loss)
+
+
+def _pruned(width: float, source: str, ratio: float, finetune: str,
+            config: PipelineConfig) -> Overrides:
+    # channel pruning by ratio (threshold 0): whole channels go, so the MACs really fall
+    return {"student.width": width, "student.loss": config.student.loss,
+            "prune.method": "channel", "prune.source": source, "prune.ratio": ratio,
+            "prune.threshold": 0.0, "prune.finetune": finetune}
+
+
+def _prune(plan: LevelPlan, config: PipelineConfig) -> Overrides:
+    # student.width: the prune stage reads the student stage, so it is the distill arm's
+    # student (a cache hit), though this arm never uses it
+    return _pruned(plan.student_width, "teacher", plan.teacher_prune_ratio, "finetune", config)
+
+
+def _prune_kd(plan: LevelPlan, config: PipelineConfig) -> Overrides:
+    return _pruned(plan.student_width, "teacher", plan.teacher_prune_ratio, "kd", config)
+
+
+def _distill_prune(plan: LevelPlan, config: PipelineConfig) -> Overrides:
+    return _pruned(plan.wide_student_width, "student", plan.student_prune_ratio, "kd", config)
+
+
+ARMS: dict[str, Callable[[LevelPlan, PipelineConfig], Overrides]] = {
+    "scratch": _scratch,
+    "distill": _distill,
+    "prune": _prune,
+    "prune+kd": _prune_kd,
+    "distill+prune": _distill_prune,
+}
+
+
+def arm_overrides(arm: str, plan: LevelPlan, config: PipelineConfig, seed: int) -> Overrides:
+    if config.student.loss == LABELS_ONLY:
+        raise ConfigError('the study compares distillation with training on labels, so '
+                          'student.loss must name a distillation loss (hint: set '
+                          'student.loss = "kd")')
+    return ARMS[arm](plan, config) | {"student.seed": seed, "student.baseline": False}

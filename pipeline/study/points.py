@@ -1,0 +1,180 @@
+"""One point of the study: an arm at a level and seed, trained through the stage cache,
+exported, validated, its accuracy measured per image on validation and test, and its own
+artifact profiled on every target. Profiles are kept by the artifact's sha256 and the
+target's settings (build/cache/study-profile/), so a warm study costs no device time."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from devices.artifact_kinds import format_of, model_file
+from devices.base import TargetProfile
+from devices.budget import evaluate_budget, read_report
+from devices.bundle import LATENCY_REPORT
+from devices.errors import PipelineError
+from devices.fsutil import atomic_write_json, sha256_file
+from pipeline.config import LABELS_ONLY, PipelineConfig, canonical_json, section_to_dict
+from pipeline.data import Dataset
+from pipeline.deploy import BUNDLE_RUNNERS, write_target_bundle
+from pipeline.profile import Echo, profile_bundle
+from pipeline.report import target_latency
+from pipeline.runner import Runner, RunResult
+
+PROFILE_CACHE = "study-profile"
+
+
+@dataclass(frozen=True)
+class PointSpec:
+    arm: str
+    level: str
+    seed: int
+    config: PipelineConfig
+    overrides: dict[str, Any]
+
+    @property
+    def name(self) -> str:  # a folder name: arm, level and seed
+        level = self.level.replace("/", "-")
+        return f"{self.arm.replace('+', '-')}_{level}_seed{self.seed}"
+
+
+@dataclass
+class Point:
+    """A measured point; `record` is its row of study.json."""
+
+    record: dict[str, Any]
+    val_correct: np.ndarray | None = None
+    test_correct: np.ndarray | None = None
+    reports: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return self.record.get("error") is not None
+
+
+def export_for(targets: list[TargetProfile]) -> dict[str, Any]:
+    """Only the artifacts the targets run: a study point exports one file, not eight."""
+    formats = sorted({"tflite" if t.artifact_format == "c" else t.artifact_format
+                      for t in targets})
+    return {"export.formats": formats,
+            "export.precisions": sorted({t.artifact_precision for t in targets})}
+
+
+def learnt_from_teacher(student: dict[str, Any], pruned: dict[str, Any]) -> bool:
+    """From the stage records: the student distilled (and kept), or a kd fine-tune."""
+    kept_student = pruned.get("method") == "none" or pruned.get("source") == "student"
+    distilled = student.get("loss") != LABELS_ONLY
+    return (kept_student and distilled) or pruned.get("finetune") == "kd"
+
+
+def _origin(run: RunResult) -> dict[str, Any]:
+    student, pruned = run.record("student"), run.record("pruned")
+    pruned_source = None if pruned.get("method") == "none" else pruned.get("source")
+    from_teacher = learnt_from_teacher(student, pruned)
+    return {
+        "finetune": pruned.get("finetune"),
+        # a pruned teacher was trained on the labels (the teacher stage has no other loss)
+        "loss": student.get("loss") if pruned_source != "teacher" else LABELS_ONLY,
+        "teacher": run.outcomes["teacher"].entry.key if from_teacher else None,
+        "pruned_from": None if pruned_source is None else run.outcomes[pruned_source].entry.key,
+    }
+
+
+def _correct(artifact: Path, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per image, right or not, with the optimised kernels the validate stage uses (the
+    reference kernels a C target matches can round a near-tie differently; each target's
+    profile checks its own outputs on the bundled images)."""
+    logits = BUNDLE_RUNNERS[format_of(artifact)](artifact, x, "optimised")
+    return np.argmax(logits, axis=-1) == np.asarray(y)
+
+
+def _profile_key(profile: TargetProfile, config: PipelineConfig, sha256: str) -> str:
+    payload = {"artifact": sha256, "target": dataclasses.asdict(profile),
+               "profile": section_to_dict(config.profile)}
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
+
+
+def _latency(report: dict[str, Any], profile: TargetProfile, sha256: str
+             ) -> tuple[dict[str, Any] | None, str | None]:
+    """The report's numbers, or None and why: a profile of another file, or an emulator's
+    wall clock (a microcontroller's exact instruction count is kept: it is the device's)."""
+    if report["artifact"]["sha256"] != sha256:
+        return None, (f"the {profile.name} report profiled {report['artifact']['sha256'][:12]}, "
+                      f"not this point's artifact {sha256[:12]}")
+    value, source = target_latency(report)
+    if report["target"]["emulated"] and not report["instructions"]:
+        return None, (f"{profile.name} is emulated: its timings are the emulator's (accuracy "
+                      "and bit-identity only)")
+    if value is None:
+        return None, f"the {profile.name} report has no latency"
+    instructions = report["instructions"] or {}
+    return {"ms": value, "stat": report["budget"]["limits"].get("latency_stat", "median"),
+            "source": source, "instructions": instructions.get("count"),
+            "artifact_sha256": report["artifact"]["sha256"],
+            "bundle_top1": report["accuracy"]["top1"]}, None
+
+
+def profile_point(spec: PointSpec, run: RunResult, profile: TargetProfile, sha256: str,
+                  points_dir: Path, build_dir: Path, echo: Echo) -> dict[str, Any]:
+    """The target's latency report for this point's artifact: from the profile cache, or
+    bundled into dist/study/points/<point>/<target>/ and profiled through the adapter."""
+    key = _profile_key(profile, spec.config, sha256)
+    cached = Path(build_dir) / "cache" / PROFILE_CACHE / f"{key}.json"
+    if cached.is_file():
+        return read_report(cached)
+    folder = Path(points_dir) / spec.name
+    write_target_bundle(profile, run, spec.config, folder)
+    profile_bundle(spec.config, profile, folder, lambda line: echo("    " + line))
+    report = read_report(folder / profile.name / LATENCY_REPORT)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(cached, report)
+    return report
+
+
+def measure_point(spec: PointSpec, targets: list[TargetProfile], dataset: Dataset, *,
+                  build_dir: Path, points_dir: Path, echo: Echo) -> Point:
+    record: dict[str, Any] = {"arm": spec.arm, "level": spec.level, "seed": spec.seed,
+                              "overrides": [f"{k}={v}" for k, v in spec.overrides.items()],
+                              "error": None}
+    try:
+        run = Runner(spec.config, build_dir, echo=lambda line: echo("    " + line)).run(
+            dataset=dataset)
+    except PipelineError as error:  # e.g. int8 refused by validation: the point, not the study
+        record["error"] = str(error)
+        return Point(record)
+    pruned = run.record("pruned")
+    primary = targets[0]
+    artifact = run.outcomes["export"].entry.path / model_file(primary.artifact_format,
+                                                              primary.artifact_precision)
+    sha256 = sha256_file(artifact)
+    val_correct = _correct(artifact, dataset.x_val, dataset.y_val)
+    test_correct = _correct(artifact, dataset.x_test, dataset.y_test)
+    record |= {"macs": pruned["macs"], "params": pruned["params"],
+               "bytes": artifact.stat().st_size, "artifact": artifact.name,
+               "artifact_sha256": sha256,
+               "top1_val": float(np.mean(val_correct)) if len(val_correct) else None,
+               "top1_test": float(np.mean(test_correct)), **_origin(run),
+               "latency": {}, "budget": {}}
+    point = Point(record, val_correct, test_correct)
+    for profile in targets:
+        own = run.outcomes["export"].entry.path / model_file(profile.artifact_format,
+                                                             profile.artifact_precision)
+        own_sha = sha256 if own == artifact else sha256_file(own)
+        try:
+            report = profile_point(spec, run, profile, own_sha, points_dir, build_dir, echo)
+        except PipelineError as error:  # a device that failed: this point is not measured
+            record["latency"][profile.name] = {"ms": None, "reason": str(error)}
+            record["budget"][profile.name] = {"passed": False, "violations": [str(error)]}
+            continue
+        point.reports[profile.name] = report
+        latency, reason = _latency(report, profile, own_sha)
+        record["latency"][profile.name] = latency or {"ms": None, "reason": reason}
+        check = evaluate_budget(report, profile.budget)  # the evaluator `make check` uses
+        record["budget"][profile.name] = {"passed": check.passed,
+                                          "violations": check.violations}
+    return point

@@ -1,0 +1,88 @@
+"""`make study`: plan the levels, measure every point, answer, write dist/study/."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from devices.base import TargetProfile
+from devices.errors import ConfigError
+from models.complexity import count_macs
+from pipeline.config import PipelineConfig, with_values
+from pipeline.data import load_dataset
+from pipeline.profile import Echo
+from pipeline.report import STUDY_FOLDER
+from pipeline.stages.train import build_for
+from pipeline.study.answer import answer_study
+from pipeline.study.arms import arm_overrides
+from pipeline.study.levels import LevelPlan, plan_levels
+from pipeline.study.points import Point, PointSpec, export_for, measure_point
+
+
+@dataclass(frozen=True)
+class Study:
+    config: PipelineConfig
+    targets: tuple[str, ...]
+    plans: tuple[LevelPlan, ...]
+    points: tuple[Point, ...]
+    answers: dict[str, Any]
+    dataset: dict[str, Any]
+    seconds: float
+
+
+def plan_points(config: PipelineConfig, plans: list[LevelPlan], targets: list[TargetProfile]
+                ) -> list[PointSpec]:
+    specs = []
+    for plan in plans:
+        for seed in range(config.study.seeds):
+            for arm in config.study.arms:
+                overrides = arm_overrides(arm, plan, config, seed) | export_for(targets)
+                specs.append(PointSpec(arm, plan.label, seed, with_values(config, overrides),
+                                       overrides))
+    return specs
+
+
+def run_study(config: PipelineConfig, targets: list[TargetProfile], *, build_dir: Path,
+              dist_dir: Path, echo: Echo = print) -> Study:
+    if not targets:
+        raise ConfigError("the study needs a target (hint: make study TARGET=mcu)")
+    started = time.perf_counter()
+    dataset = load_dataset(config.data)
+    if len(dataset.y_val) == 0:
+        raise ConfigError("the study picks arms on validation top-1, and data.validation_split "
+                          "is 0 (hint: set data.validation_split = 0.1)")
+    teacher_macs = count_macs(build_for(config.teacher, dataset))
+    plans = plan_levels(config, dataset,
+                        list(zip(config.study.levels, config.study.level_fractions())),
+                        teacher_macs)
+    for plan in plans:
+        echo(f"level      {plan.label} of the teacher's {teacher_macs:,} MACs = {plan.macs:,}: "
+             f"student width {plan.student_width}, teacher prune ratio "
+             f"{plan.teacher_prune_ratio}, student width {plan.wide_student_width} pruned "
+             f"{plan.student_prune_ratio}")
+    specs = plan_points(config, plans, targets)
+    points_dir = Path(dist_dir) / STUDY_FOLDER / "points"
+    points = []
+    for index, spec in enumerate(specs, 1):
+        echo(f"study      [{index}/{len(specs)}] {spec.arm} at {spec.level}, seed {spec.seed}")
+        point = measure_point(spec, targets, dataset, build_dir=build_dir,
+                              points_dir=points_dir, echo=echo)
+        echo("           " + describe_point(point))
+        points.append(point)
+    names = tuple(t.name for t in targets)
+    answers = answer_study(points, [(plan.label, plan.macs) for plan in plans], names)
+    return Study(config, names, tuple(plans), tuple(points), answers, dataset.summary(),
+                 round(time.perf_counter() - started, 1))
+
+
+def describe_point(point: Point) -> str:
+    record = point.record
+    if point.failed:
+        return f"refused: {record['error']}"
+    latencies = ", ".join(
+        f"{target} {entry['ms']:.4g} ms" if entry.get("ms") is not None
+        else f"{target} not measured" for target, entry in record["latency"].items())
+    return (f"{record['macs']:,} MACs, top-1 val {record['top1_val']:.4f} test "
+            f"{record['top1_test']:.4f}; {latencies}")
