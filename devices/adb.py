@@ -109,8 +109,12 @@ class AdbAdapter(DeviceAdapter):
             raise self._transport_failure(result.stderr or result.stdout)
         match = re.search(rf"{EXIT_MARKER}(\d+)\s*$", result.stdout)
         if match is None:
-            raise DeviceError(f"{self.where}: adb shell gave no exit status: "
-                              f"{(result.stderr or result.stdout).strip()[-500:]}")
+            output = (result.stderr or result.stdout).strip()[-500:]
+            raise DeviceError(f"{self.where}: the adb connection was lost before the command "
+                              f"finished (adb exit {result.returncode}, no exit status; the "
+                              "phone disconnected or the adb server stopped)"
+                              f"{': ' + output if output else ''} (hint: check `adb devices`, "
+                              "then run again)")
         return int(match.group(1)), result.stdout[: match.start()], result.stderr
 
     def _transport_failure(self, message: str) -> DeviceError:

@@ -7,6 +7,7 @@ tick): deterministic and repeatable, but not cycle-accurate.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from pathlib import Path
 
@@ -43,6 +44,12 @@ def run_firmware(elf: Path, machine: str, timeout_s: float) -> str:
             f"stopped; last output: {partial[-300:]!r} (hint: it hangs, or the model needs "
             "more time: raise extra.timeout_s in the target profile or use fewer samples)"
         ) from exc
+    if result.returncode < 0:  # a signal from outside: the OOM killer, a user, a CI cancel
+        raise DeviceError(
+            f"qemu-system-arm -M {machine} was killed by "
+            f"{signal.Signals(-result.returncode).name} before firmware {elf.name} finished "
+            "(hint: something outside the pipeline stopped the emulator; run again)"
+        )
     if result.returncode != 0:
         raise DeviceError(
             f"qemu-system-arm -M {machine} exited with {result.returncode}: "

@@ -20,7 +20,12 @@ from devices.profiles import load_profile
 from devices.profiling import profile_target
 from devices.registry import create_adapter
 from devices.ssh import SshTransport
-from tests.devices.timeouts import assert_stopped_at_its_timeout, processes_running_from
+from tests.devices.timeouts import (
+    SLEEPING_RUNNER,
+    assert_stopped_at_its_timeout,
+    device_python,
+    processes_running_from,
+)
 
 pytestmark = pytest.mark.sshd
 
@@ -39,17 +44,6 @@ def stranger_key(tmp_path: Path) -> Path:
     key = tmp_path / "stranger"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     return key
-
-
-def device_python(tmp_path: Path, sitecustomize: str) -> str:
-    """A python command for the device whose sitecustomize.py changes what it can do."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(sitecustomize)
-    wrapper = tmp_path / "python3"
-    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH={site} exec {sys.executable} "$@"\n')
-    wrapper.chmod(0o755)
-    return json.dumps([str(wrapper)])
 
 
 def test_profile_rpi_through_sshd(sshd, bundle_copy: Path):
@@ -194,11 +188,6 @@ def test_transport_registry_has_ssh_and_local():
 
     assert TRANSPORTS["ssh"] is SshTransport
     assert set(TRANSPORTS) == {"ssh", "local"}
-
-
-SLEEPING_RUNNER = ("import sys, time\n"
-                   "if sys.argv and sys.argv[0].endswith('bench_runner.py'):\n"
-                   "    time.sleep(120)\n")
 
 
 def test_a_runner_past_its_timeout_is_stopped_on_the_device(sshd, tmp_path: Path,

@@ -3,7 +3,9 @@ device, and nothing keeps running from the device's working folder."""
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,3 +34,19 @@ def assert_stopped_at_its_timeout(adapter: Any, bundle: Path, settings: Benchmar
     finally:
         adapter.cleanup()
     assert processes_running_from(workdir) == []
+
+
+SLEEPING_RUNNER = ("import sys, time\n"
+                   "if sys.argv and sys.argv[0].endswith('bench_runner.py'):\n"
+                   "    time.sleep(120)\n")
+
+
+def device_python(tmp_path: Path, sitecustomize: str) -> str:
+    """A python command for the device whose sitecustomize.py changes what it can do."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(sitecustomize)
+    wrapper = tmp_path / "python3"
+    wrapper.write_text(f'#!/bin/sh\nPYTHONPATH={site} exec {sys.executable} "$@"\n')
+    wrapper.chmod(0o755)
+    return json.dumps([str(wrapper)])
