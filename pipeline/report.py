@@ -41,6 +41,7 @@ STUDY_FOLDER = "study"  # dist/study/: `make study` writes it, the report embeds
 # benchmark_model's tables, devices/benchmark_model_parser.py): "Summary by node type"
 # (node_types) ranks op kinds, "Run Order" (operators) single ops. Table -> its name column.
 OP_TABLES = (("node_types", "node_type"), ("operators", "name"))
+OP_COSTS = (("avg_ms", "ms"), ("instructions", "instructions"))  # phone, MCU (per layer)
 
 
 @dataclass(frozen=True)
@@ -246,9 +247,12 @@ def hot_spots(report: dict[str, Any], limit: int = HOT_SPOT_ROWS) -> list[dict[s
     profile = report.get("extra", {}).get("op_profile", {})
     table, name = next(((profile[table], name) for table, name in OP_TABLES
                         if profile.get(table)), ([], ""))
-    total = sum(float(entry["avg_ms"]) for entry in table) or 1.0
-    rows = [{"op": str(entry[name]), "cost": float(entry["avg_ms"]), "unit": "ms",
-             "share": float(entry.get("percent", 100.0 * entry["avg_ms"] / total)) / 100.0,
+    if not table:
+        return []
+    column, unit = next((column, unit) for column, unit in OP_COSTS if column in table[0])
+    total = sum(float(entry[column]) for entry in table) or 1.0
+    rows = [{"op": str(entry[name]), "cost": float(entry[column]), "unit": unit,
+             "share": float(entry.get("percent", 100.0 * entry[column] / total)) / 100.0,
              "count": entry.get("count")}
             for entry in table]
     return sorted(rows, key=lambda row: -row["cost"])[:limit]
@@ -382,9 +386,13 @@ def effects_table(document: dict[str, Any]) -> Table:
 
 def hot_spot_tables(document: dict[str, Any]) -> list[Table]:
     return [Table(("op", "cost", "share", "count"), tuple(
-        (row["op"], f"{row['cost']:.4g} {row['unit']}", f"{100 * row['share']:.1f}%",
+        (row["op"], _cost(row["cost"], row["unit"]), f"{100 * row['share']:.1f}%",
          format_count(row["count"])) for row in rows), f"Hot spots: {target}")
         for target, rows in document["hot_spots"].items()]
+
+
+def _cost(value: float, unit: str) -> str:
+    return f"{value:,.0f} {unit}" if unit == "instructions" else f"{value:.4g} {unit}"
 
 
 def study_tables(document: dict[str, Any]) -> list[Table]:

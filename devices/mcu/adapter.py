@@ -25,6 +25,7 @@ from devices.mcu.firmware_run import (
     prepare,
     top1,
 )
+from devices.mcu.layer_profile import layer_rows
 from devices.mcu.protocol import BenchOutput, parse_output
 from devices.mcu.qemu_runner import QEMU_PACKAGES, run_firmware
 from devices.mcu.reference import reference_outputs
@@ -132,8 +133,15 @@ def build_report(profile: Any, prepared: PreparedFirmware, output: BenchOutput,
             "instructions_per_inference": estimate.per_inference,
             "readiness": prepared.readiness.to_dict(),
             "bit_exactness": exactness.to_dict(),
+            **_op_profile(prepared.tflite, output, instructions_per_tick),
         },
     )
+
+
+def _op_profile(tflite: Path, output: BenchOutput, instructions_per_tick: float
+                ) -> dict[str, Any]:
+    rows = layer_rows(tflite, output.layer_ticks, instructions_per_tick)
+    return {"op_profile": {"operators": rows}} if rows else {}
 
 
 def _first_line(command: list[str]) -> str:

@@ -2,7 +2,8 @@
 bundles carry the generated C sources, their accuracy reference is LiteRT's reference
 kernels (which the C kernels match bit for bit), a readiness report precedes profiling,
 each bundled sample runs once (instruction counts are exact, so warm-up and repetition do
-not apply), and the latency line adds the instruction count and its time estimate."""
+not apply), and the latency line adds the instruction count, its time estimate and the
+per-layer table."""
 
 from __future__ import annotations
 
@@ -53,6 +54,11 @@ class McuAdapter(DeviceAdapter):
         instructions = report.get("instructions")
         if not instructions:
             return super().latency_notes(report)
+        from devices.mcu.layer_profile import layer_table  # deferred: only when profiling
+
+        layers = report.get("extra", {}).get("op_profile", {}).get("operators", [])
         return [f"instr.     {instructions['count']:,} per inference, "
                 f"{instructions['per_mac']:.2f} per MAC, est. {instructions['est_ms']:.2f} ms "
-                f"at {instructions['clock_mhz']} MHz (estimate: instruction-accurate emulator)"]
+                f"at {instructions['clock_mhz']} MHz (estimate: instruction-accurate emulator)",
+                *(["layers     instructions per op (one inference):", *layer_table(layers)]
+                  if layers else [])]

@@ -14,6 +14,7 @@ import numpy as np
 from devices.errors import ArtifactError
 from devices.mcu.c_source import const_array, struct_initialiser
 from devices.mcu.graph import Graph, Operator, Tensor
+from devices.mcu.layout import pair_interleaved
 from devices.mcu.ops import fused_activation
 from devices.mcu.quantization import (
     activation_range,
@@ -113,8 +114,9 @@ def _conv_like(ctx: EmitContext, op: Operator, depthwise: bool) -> EmittedOp:
         "act_min": act_min, "act_max": act_max,
     }
     bias_decls, bias_ref = _bias_array(ctx, op, name)
+    filter_values = weights.data if depthwise else pair_interleaved(weights.data)
     declarations = [
-        const_array(f"{name}_filter", weights.data, np.int8),
+        const_array(f"{name}_filter", filter_values, np.int8),
         *bias_decls,
         const_array(f"{name}_multiplier", multipliers, np.int32),
         const_array(f"{name}_shift", shifts, np.int32),
@@ -125,9 +127,9 @@ def _conv_like(ctx: EmitContext, op: Operator, depthwise: bool) -> EmittedOp:
     if depthwise:
         return EmittedOp(declarations, f"mcu_depthwise_conv2d_s8({arguments});")
     patch = k_h * k_w * in_c
-    # int16 patch, then the raw int8 patch (rounded up to whole int16 slots)
+    # two int16 patches (two output pixels), then the raw int8 patch (in whole int16 slots)
     return EmittedOp(declarations, f"mcu_conv2d_s8({arguments}, mcu_scratch);",
-                     scratch_int16=patch + (patch + 1) // 2)
+                     scratch_int16=2 * patch + (patch + 1) // 2)
 
 
 @emitter("CONV_2D")

@@ -4,6 +4,7 @@
  *   MCU-BENCH 1 samples=<n> input=<bytes> output=<bytes> macs=<macs>
  *   OVERHEAD ticks=<t>                       (an empty timed interval)
  *   SAMPLE <i> ticks=<t> out=<hex bytes>
+ *   LAYER <i> ticks=<t>                      (MCU_LAYER_PROFILE: op i of the last sample)
  *   DONE
  *
  * Board specifics are the CMSDK APB UART of the Arm MPS2 images and the core's SysTick;
@@ -15,6 +16,30 @@
 #include "board.h"
 #include "model.h"
 #include "model_samples.h"
+
+#ifdef MCU_LAYER_PROFILE
+static uint32_t layer_ticks[MODEL_OP_COUNT];
+static uint32_t layer_last;
+
+/* Each layer's ticks are overwritten per sample: the kernels are data-independent, so the
+ * last sample's layers stand for every sample's (and no 32-bit sum can overflow). */
+void model_layer_mark(uint32_t mark) {
+    const uint32_t now = board_ticks();
+    if (mark > 0) layer_ticks[mark - 1] = now - layer_last;
+    layer_last = now;
+}
+
+static void print_layers(void) {
+    uint32_t op;
+    for (op = 0; op < MODEL_OP_COUNT; ++op) {
+        board_puts("LAYER ");
+        board_putu(op);
+        board_puts(" ticks=");
+        board_putu(layer_ticks[op]);
+        board_puts("\n");
+    }
+}
+#endif
 
 int main(void) {
     static int8_t output[MODEL_OUTPUT_BYTES];
@@ -52,6 +77,9 @@ int main(void) {
         for (index = 0; index < MODEL_OUTPUT_BYTES; ++index) board_puthex((uint8_t)output[index]);
         board_puts("\n");
     }
+#ifdef MCU_LAYER_PROFILE
+    print_layers();
+#endif
     board_puts("DONE\n");
     board_exit();
     for (;;) {

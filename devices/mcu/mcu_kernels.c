@@ -16,9 +16,11 @@ static int32_t saturating_rounding_doubling_high_mul(int32_t a, int32_t b) {
     if (a == b && a == INT32_MIN) {
         return INT32_MAX;
     }
-    const int64_t ab = (int64_t)a * (int64_t)b;
-    const int32_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
-    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+    /* TFLite adds 2^30 (1 - 2^30 to a negative product) and divides by 2^31, truncating:
+     * for either sign exactly floor((a*b + 2^30) / 2^31), one add and one shift instead of
+     * a branch and a 64-bit division (>> of a negative value is arithmetic on GCC, Clang,
+     * Arm Compiler and IAR; C99 leaves it to the implementation). */
+    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
 }
 
 static int32_t rounding_divide_by_pot(int32_t x, int32_t exponent) {
@@ -73,6 +75,12 @@ static uint32_t sxtb16_odd(uint32_t value) {
     return result;
 }
 
+/* Two words and the pointer's step in one LDRD (GCC keeps memcpy loads as separate LDRs);
+ * `pointer` must be word-aligned: the scratch patches and the pair blocks of the filter are. */
+#define LOAD_PAIR_ADVANCE(low, high, pointer)                                          \
+    __asm__ volatile("ldrd %0, %1, [%2], #8" : "=r"(low), "=r"(high), "+r"(pointer) : \
+                     : "memory")
+
 static uint32_t load_u32(const void *address) {
     uint32_t value;
     memcpy(&value, address, 4);
@@ -96,79 +104,6 @@ static int32_t dot_patch(const int16_t *patch, const int8_t *filter, int32_t cou
         acc += (int32_t)patch[i] * (int32_t)filter[i];
     }
     return acc;
-}
-
-/* Two filter rows against one patch: every patch load serves two output channels. */
-static void dot_patch_pair(const int16_t *patch, const int8_t *filter_a, const int8_t *filter_b,
-                           int32_t count, int32_t *acc_a, int32_t *acc_b) {
-    int32_t sum_a = 0;
-    int32_t sum_b = 0;
-    int32_t i = 0;
-#if MCU_SIMD
-    for (; i + 4 <= count; i += 4) {
-        const uint32_t patch_even = load_u32(patch + i);
-        const uint32_t patch_odd = load_u32(patch + i + 2);
-        const uint32_t weights_a = load_u32(filter_a + i);
-        const uint32_t weights_b = load_u32(filter_b + i);
-        sum_a = __smlad(__sxtb16(weights_a), patch_even, sum_a);
-        sum_a = __smlad(sxtb16_odd(weights_a), patch_odd, sum_a);
-        sum_b = __smlad(__sxtb16(weights_b), patch_even, sum_b);
-        sum_b = __smlad(sxtb16_odd(weights_b), patch_odd, sum_b);
-    }
-#endif
-    for (; i < count; ++i) {
-        sum_a += (int32_t)patch[i] * (int32_t)filter_a[i];
-        sum_b += (int32_t)patch[i] * (int32_t)filter_b[i];
-    }
-    *acc_a = sum_a;
-    *acc_b = sum_b;
-}
-
-/* Four filter rows (`stride` bytes apart) against one patch. */
-static void dot_patch_quad(const int16_t *patch, const int8_t *filter, int32_t stride,
-                           int32_t count, int32_t *acc) {
-    int32_t sum0 = 0, sum1 = 0, sum2 = 0, sum3 = 0;
-    int32_t i = 0;
-#if MCU_SIMD
-    {
-        /* one walking filter pointer with register offsets keeps everything in registers */
-        const int8_t *weights_at = filter;
-        const int16_t *patch_at = patch;
-        const int16_t *patch_end = patch + (count & ~3);
-        const int32_t stride2 = 2 * stride;
-        const int32_t stride3 = 3 * stride;
-        while (patch_at < patch_end) {
-            const uint32_t patch_even = load_u32(patch_at);
-            const uint32_t patch_odd = load_u32(patch_at + 2);
-            uint32_t weights = load_u32(weights_at);
-            patch_at += 4;
-            sum0 = __smlad(__sxtb16(weights), patch_even, sum0);
-            sum0 = __smlad(sxtb16_odd(weights), patch_odd, sum0);
-            weights = load_u32(weights_at + stride);
-            sum1 = __smlad(__sxtb16(weights), patch_even, sum1);
-            sum1 = __smlad(sxtb16_odd(weights), patch_odd, sum1);
-            weights = load_u32(weights_at + stride2);
-            sum2 = __smlad(__sxtb16(weights), patch_even, sum2);
-            sum2 = __smlad(sxtb16_odd(weights), patch_odd, sum2);
-            weights = load_u32(weights_at + stride3);
-            weights_at += 4;
-            sum3 = __smlad(__sxtb16(weights), patch_even, sum3);
-            sum3 = __smlad(sxtb16_odd(weights), patch_odd, sum3);
-        }
-        i = count & ~3;
-    }
-#endif
-    for (; i < count; ++i) {
-        const int32_t value = patch[i];
-        sum0 += value * filter[i];
-        sum1 += value * filter[stride + i];
-        sum2 += value * filter[2 * stride + i];
-        sum3 += value * filter[3 * stride + i];
-    }
-    acc[0] = sum0;
-    acc[1] = sum1;
-    acc[2] = sum2;
-    acc[3] = sum3;
 }
 
 /* ---- convolution --------------------------------------------------------------------- */
@@ -225,52 +160,137 @@ static void widen_patch(const int8_t *source, int16_t *target, int32_t count, in
     }
 }
 
+/* ---- 2x2 tiles: two output pixels x two output channels per pass -------------------- */
+/* Operand layout (devices/mcu/layout.py writes the filter so): per group of four taps, the
+ * four values of pixel (or channel) a, then the four of b; after the groups the count % 4
+ * tail of a, then the tail of b. One walking pointer per operand, sequential word loads;
+ * each weight word is widened once for two pixels, each patch word serves two channels.
+ * With SIMD a patch group holds taps in the (0, 2, 1, 3) order that SXTB16 of a weight
+ * word expects. acc = {pixel a x channel a, a x b, b x a, b x b}. */
+static void dot_tile_2x2(const int16_t *patches, const int8_t *weights, int32_t count,
+                         int32_t *acc) {
+    const int32_t groups = count >> 2;
+    const int32_t tail = count - 4 * groups;
+    int32_t sum_aa = 0, sum_ab = 0, sum_ba = 0, sum_bb = 0;
+    int32_t t;
+#if MCU_SIMD
+    const int16_t *patch_end = patches + 8 * groups;
+    while (patches < patch_end) {
+        uint32_t a_even, a_odd, b_even, b_odd, weights_a, weights_b, even;
+        LOAD_PAIR_ADVANCE(a_even, a_odd, patches);
+        LOAD_PAIR_ADVANCE(b_even, b_odd, patches);
+        LOAD_PAIR_ADVANCE(weights_a, weights_b, weights);
+        even = __sxtb16(weights_a);
+        weights_a = sxtb16_odd(weights_a);
+        sum_aa = __smlad(even, a_even, sum_aa);
+        sum_ba = __smlad(even, b_even, sum_ba);
+        sum_aa = __smlad(weights_a, a_odd, sum_aa);
+        sum_ba = __smlad(weights_a, b_odd, sum_ba);
+        even = __sxtb16(weights_b);
+        weights_b = sxtb16_odd(weights_b);
+        sum_ab = __smlad(even, a_even, sum_ab);
+        sum_bb = __smlad(even, b_even, sum_bb);
+        sum_ab = __smlad(weights_b, a_odd, sum_ab);
+        sum_bb = __smlad(weights_b, b_odd, sum_bb);
+    }
+#else
+    int32_t group;
+    for (group = 0; group < groups; ++group, patches += 8, weights += 8) {
+        for (t = 0; t < 4; ++t) {
+            sum_aa += patches[t] * weights[t];
+            sum_ab += patches[t] * weights[4 + t];
+            sum_ba += patches[4 + t] * weights[t];
+            sum_bb += patches[4 + t] * weights[4 + t];
+        }
+    }
+#endif
+    for (t = 0; t < tail; ++t) {
+        sum_aa += patches[t] * weights[t];
+        sum_ab += patches[t] * weights[tail + t];
+        sum_ba += patches[tail + t] * weights[t];
+        sum_bb += patches[tail + t] * weights[tail + t];
+    }
+    acc[0] = sum_aa;
+    acc[1] = sum_ab;
+    acc[2] = sum_ba;
+    acc[3] = sum_bb;
+}
+
+/* int8 -> int16 with the input offset added, into lane 0 (pixel a) or 1 (pixel b). */
+static void widen_patch_lane(const int8_t *source, int16_t *patches, int32_t count,
+                             int32_t offset, int32_t lane) {
+    const int32_t groups = count >> 2;
+    const int32_t tail = count - 4 * groups;
+    int16_t *group_at = patches + 4 * lane;
+    int16_t *tail_at = patches + 8 * groups + lane * tail;
+    int32_t group, t;
+#if MCU_SIMD
+    const uint32_t offset_pair = ((uint32_t)(uint16_t)offset << 16) | (uint16_t)offset;
+#endif
+    for (group = 0; group < groups; ++group, source += 4, group_at += 8) {
+#if MCU_SIMD
+        const uint32_t bytes = load_u32(source);
+        const uint32_t even = __sadd16(__sxtb16(bytes), offset_pair);
+        const uint32_t odd = __sadd16(sxtb16_odd(bytes), offset_pair);
+        memcpy(group_at, &even, 4);
+        memcpy(group_at + 2, &odd, 4);
+#else
+        for (t = 0; t < 4; ++t) group_at[t] = (int16_t)(source[t] + offset);
+#endif
+    }
+    for (t = 0; t < tail; ++t) tail_at[t] = (int16_t)(source[t] + offset);
+}
+
+static int8_t requantize_to_s8(const mcu_conv_params *p, int32_t acc, const int32_t *bias,
+                               const int32_t *multipliers, const int32_t *shifts, int32_t oc) {
+    if (bias) acc += bias[oc];
+    return clamp_to_s8(requantize(acc, multipliers[oc], shifts[oc], p->output_offset),
+                       p->act_min, p->act_max);
+}
+
+/* im2col of output pixel `pixel` (row-major over out_h x out_w) into one lane. */
+static void load_patch(const mcu_conv_params *p, const int8_t *batch_in, int32_t pixel,
+                       int8_t *patch8, int16_t *patches, int32_t lane) {
+    const int32_t oy = pixel / p->out_w;
+    const int32_t ox = pixel - oy * p->out_w;
+    gather_patch(p, batch_in, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
+                 patch8);
+    widen_patch_lane(patch8, patches, p->k_h * p->k_w * p->in_c, p->input_offset, lane);
+}
+
+/* `filter` is pair-interleaved in word-aligned blocks (devices/mcu/layout.py), an odd
+ * channel count padded with a zero channel; an odd last pixel is computed in both lanes
+ * and stored once. */
 void mcu_conv2d_s8(const mcu_conv_params *p, const int8_t *input, const int8_t *filter,
                    const int32_t *bias, const int32_t *multipliers, const int32_t *shifts,
                    int8_t *output, int16_t *scratch) {
     const int32_t patch_len = p->k_h * p->k_w * p->in_c;
-    /* the raw int8 patch sits behind the int16 one in the scratch buffer */
-    int8_t *patch8 = (int8_t *)(scratch + patch_len);
-    int32_t b, oy, ox, oc;
+    const int32_t pair_stride = (2 * patch_len + 3) & ~3; /* bytes per channel pair */
+    const int32_t pixels = p->out_h * p->out_w;
+    /* the two pixels' interleaved int16 patches, then the raw int8 patch being gathered */
+    int8_t *patch8 = (int8_t *)(scratch + 2 * patch_len);
+    int32_t b, pixel, oc;
     for (b = 0; b < p->batches; ++b) {
         const int8_t *batch_in = input + b * p->in_h * p->in_w * p->in_c;
-        for (oy = 0; oy < p->out_h; ++oy) {
-            for (ox = 0; ox < p->out_w; ++ox) {
-                int8_t *out = output + ((b * p->out_h + oy) * p->out_w + ox) * p->out_c;
-                gather_patch(p, batch_in, oy * p->stride_h - p->pad_top,
-                             ox * p->stride_w - p->pad_left, patch8);
-                widen_patch(patch8, scratch, patch_len, p->input_offset);
-                for (oc = 0; oc + 4 <= p->out_c; oc += 4) {
-                    int32_t acc[4];
-                    int32_t lane;
-                    dot_patch_quad(scratch, filter + oc * patch_len, patch_len, patch_len, acc);
-                    for (lane = 0; lane < 4; ++lane) {
-                        int32_t value = acc[lane];
-                        if (bias) value += bias[oc + lane];
-                        value = requantize(value, multipliers[oc + lane], shifts[oc + lane],
-                                           p->output_offset);
-                        out[oc + lane] = clamp_to_s8(value, p->act_min, p->act_max);
+        int8_t *batch_out = output + b * pixels * p->out_c;
+        for (pixel = 0; pixel < pixels; pixel += 2) {
+            const int32_t has_b = pixel + 1 < pixels;
+            int8_t *out_a = batch_out + pixel * p->out_c;
+            int8_t *out_b = out_a + p->out_c;
+            load_patch(p, batch_in, pixel, patch8, scratch, 0);
+            load_patch(p, batch_in, has_b ? pixel + 1 : pixel, patch8, scratch, 1);
+            for (oc = 0; oc < p->out_c; oc += 2) {
+                int32_t acc[4];
+                dot_tile_2x2(scratch, filter + (oc / 2) * pair_stride, patch_len, acc);
+                out_a[oc] = requantize_to_s8(p, acc[0], bias, multipliers, shifts, oc);
+                if (has_b) out_b[oc] = requantize_to_s8(p, acc[2], bias, multipliers, shifts, oc);
+                if (oc + 1 < p->out_c) {
+                    out_a[oc + 1] = requantize_to_s8(p, acc[1], bias, multipliers, shifts,
+                                                     oc + 1);
+                    if (has_b) {
+                        out_b[oc + 1] = requantize_to_s8(p, acc[3], bias, multipliers, shifts,
+                                                         oc + 1);
                     }
-                }
-                for (; oc + 2 <= p->out_c; oc += 2) {
-                    int32_t acc_a, acc_b;
-                    dot_patch_pair(scratch, filter + oc * patch_len,
-                                   filter + (oc + 1) * patch_len, patch_len, &acc_a, &acc_b);
-                    if (bias) {
-                        acc_a += bias[oc];
-                        acc_b += bias[oc + 1];
-                    }
-                    acc_a = requantize(acc_a, multipliers[oc], shifts[oc], p->output_offset);
-                    acc_b = requantize(acc_b, multipliers[oc + 1], shifts[oc + 1],
-                                       p->output_offset);
-                    out[oc] = clamp_to_s8(acc_a, p->act_min, p->act_max);
-                    out[oc + 1] = clamp_to_s8(acc_b, p->act_min, p->act_max);
-                }
-                for (; oc < p->out_c; ++oc) {
-                    int32_t acc = dot_patch(scratch, filter + oc * patch_len, patch_len);
-                    if (bias) acc += bias[oc];
-                    acc = requantize(acc, multipliers[oc], shifts[oc], p->output_offset);
-                    out[oc] = clamp_to_s8(acc, p->act_min, p->act_max);
                 }
             }
         }

@@ -74,7 +74,8 @@ typedef struct {
 
 int32_t mcu_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift);
 
-/* `scratch` holds k_h * k_w * in_c int16 values (conv) or `depth` (fully connected). */
+/* `scratch` holds 2 * k_h * k_w * in_c int16 values and k_h * k_w * in_c bytes (conv), or
+ * `depth` int16 values (fully connected). */
 void mcu_conv2d_s8(const mcu_conv_params *p, const int8_t *input, const int8_t *filter,
                    const int32_t *bias, const int32_t *multipliers, const int32_t *shifts,
                    int8_t *output, int16_t *scratch);

@@ -3,6 +3,7 @@
     MCU-BENCH 1 samples=<n> input=<bytes> output=<bytes> macs=<macs>
     OVERHEAD ticks=<t>
     SAMPLE <i> ticks=<t> out=<hex>
+    LAYER <i> ticks=<t>          (per op of the last sample, when built with layer marks)
     DONE
 """
 
@@ -27,6 +28,7 @@ class BenchOutput:
     overhead_ticks: int = 0
     ticks: list[int] = field(default_factory=list)
     outputs: list[np.ndarray] = field(default_factory=list)
+    layer_ticks: list[int] = field(default_factory=list)  # op i of the last sample
     done: bool = False
 
     def output_matrix(self) -> np.ndarray:
@@ -57,6 +59,8 @@ class ProtocolParser:
             self.result.overhead_ticks = _fields(line.split()[1:])["ticks"]
         elif line.startswith("SAMPLE"):
             self._sample(line)
+        elif line.startswith("LAYER"):
+            self._layer(line)
         elif line == "DONE":
             self.result.done = True
 
@@ -73,6 +77,15 @@ class ProtocolParser:
                               f"{self.result.output_bytes} (hint: the serial line dropped data)")
         self.result.ticks.append(ticks)
         self.result.outputs.append(np.frombuffer(payload, dtype=np.int8).copy())
+
+
+    def _layer(self, line: str) -> None:
+        parts = line.split()
+        if int(parts[1]) != len(self.result.layer_ticks):
+            raise DeviceError(f"firmware printed layer {parts[1]}, expected "
+                              f"{len(self.result.layer_ticks)} (hint: the serial line dropped "
+                              "data)")
+        self.result.layer_ticks.append(_fields(parts[2:])["ticks"])
 
 
 def _fields(tokens: Iterable[str]) -> dict[str, int]:

@@ -3,11 +3,20 @@
 `analyse()` checks every op against the supported-op registry, sums the constant bytes
 (flash) and plans the activation arena (RAM); `require_ready()` turns a failing report
 into a PipelineError with the exit code the CLI contract asks for.
+
+TFLite Micro itself referees (devices/mcu/tflm.py): `analyse()` also loads the model in the
+real interpreter, keeps its verdict beside the project's own (`tflm`), and refuses an op
+TFLite Micro cannot resolve as it refuses an op missing from the registry. Its arena is
+larger than the plan: its head (the planned tensor buffers) equals the plan to the byte on
+the test models (ResNet-8 1,728 bytes, the depthwise student 288, the small CNN 1,088), and
+its tail, the whole gap, holds its own runtime structures (a TfLiteEvalTensor per tensor,
+persistent TfLiteTensors, per-op data such as per-channel multipliers, a NodeAndRegistration
+per op): 4,528, 3,456 and 2,080 bytes there.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +24,7 @@ from devices.errors import BudgetError, PipelineError
 from devices.mcu.graph import Graph, Operator, load_graph
 from devices.mcu.memory_plan import MemoryPlan, plan_memory
 from devices.mcu.ops import FUSED_ACTIVATIONS, SUPPORTED_OPS, fused_activation
+from devices.mcu.tflm import TflmVerdict, tflm_installed, tflm_verdict
 
 # Data types an op may read or write on an int8 microcontroller graph. QUANTIZE may read
 # float32 and DEQUANTIZE may write it: those sit at the graph edges.
@@ -50,6 +60,7 @@ class ReadinessReport:
     flash_kb_limit: float | None
     ram_kb_limit: float | None
     violations: list[str] = field(default_factory=list)
+    tflm: dict[str, Any] | None = None  # TflmVerdict.to_dict(); None when not asked
 
     @property
     def unsupported(self) -> list[OpCheck]:
@@ -77,6 +88,7 @@ class ReadinessReport:
                      f"{_limit(self.flash_kb_limit)}")
         lines.append(f"  RAM (greedy arena plan):     {_kib(self.ram_bytes)}"
                      f"{_limit(self.ram_kb_limit)}")
+        lines.extend(self._arena_comparison())
         lines.append(f"  peak at op #{self.peak_op}: {self.peak_live_bytes:,} bytes live in "
                      + ", ".join(self.peak_tensors))
         for violation in self.violations:
@@ -85,6 +97,21 @@ class ReadinessReport:
             lines.append(f"  NOT READY: {len(self.unsupported)} unsupported op(s)")
         lines.append("  ready" if self.ready else "  not ready")
         return "\n".join(lines)
+
+    def _arena_comparison(self) -> list[str]:
+        if self.tflm is None:
+            return ["  TFLite Micro: not installed, no second opinion (its wheel exists for "
+                    "Linux x86-64: pip install tflite-micro)"]
+        measured = self.tflm.get("arena_bytes")
+        if measured is None:
+            return [f"  arena: planner {self.ram_bytes:,} bytes, TFLite Micro unknown "
+                    f"({self.tflm.get('note')})"]
+        head, tail = self.tflm.get("arena_head_bytes"), self.tflm.get("arena_tail_bytes")
+        split = f" (buffers {head:,} + runtime {tail:,})" if None not in (head, tail) else ""
+        return [f"  arena: planner {self.ram_bytes:,} bytes, TFLite Micro {measured:,} bytes"
+                f"{split}",
+                f"  gap {measured - self.ram_bytes:,} bytes: TFLite Micro's arena also holds its "
+                "runtime structures (interpreter, tensors' metadata, per-op data)"]
 
 
 def _kib(size: int) -> str:
@@ -97,16 +124,20 @@ def _limit(limit_kb: float | None) -> str:
 
 def analyse(tflite_path: Path, flash_kb: float | None, ram_kb: float | None) -> ReadinessReport:
     graph = load_graph(Path(tflite_path))
-    return analyse_graph(graph, flash_kb, ram_kb, name=str(tflite_path))
+    verdict = tflm_verdict(Path(tflite_path)) if tflm_installed() else None
+    return analyse_graph(graph, flash_kb, ram_kb, name=str(tflite_path), tflm=verdict)
 
 
 def analyse_graph(
-    graph: Graph, flash_kb: float | None, ram_kb: float | None, name: str = "model"
+    graph: Graph, flash_kb: float | None, ram_kb: float | None, name: str = "model",
+    tflm: TflmVerdict | None = None,
 ) -> ReadinessReport:
     checks = [check_operator(graph, op) for op in graph.operators]
     if graph.extra_subgraphs:
         checks.append(OpCheck(-1, "SUBGRAPHS", False,
                               f"{graph.extra_subgraphs + 1} subgraphs; expected one", 0))
+    if tflm is not None:
+        checks = with_tflm_refusal(checks, tflm)
     flash = constant_bytes(graph)
     plan: MemoryPlan = plan_memory(graph)
     violations = budget_violations(flash, plan.arena_bytes, flash_kb, ram_kb)
@@ -122,7 +153,28 @@ def analyse_graph(
         flash_kb_limit=flash_kb,
         ram_kb_limit=ram_kb,
         violations=violations,
+        tflm=tflm.to_dict() if tflm is not None else None,
     )
+
+
+def with_tflm_refusal(checks: list[OpCheck], verdict: TflmVerdict) -> list[OpCheck]:
+    """Mark the op TFLite Micro cannot resolve (or the model, when it fails otherwise)."""
+    if verdict.runs:
+        return checks
+    if verdict.missing_op is None:
+        return [*checks, OpCheck(-1, "TFLITE_MICRO", False,
+                                 f"TFLite Micro cannot allocate the model: {verdict.error}", 0)]
+    first_message = (verdict.error or "").split("; ")[0]
+    refusal = f"TFLite Micro's op resolver lacks it ({first_message})"
+    marked = [
+        replace(check, supported=False, macs=0,
+                reason="; ".join(part for part in (check.reason, refusal) if part))
+        if check.name == verdict.missing_op else check
+        for check in checks
+    ]
+    if not any(check.name == verdict.missing_op for check in checks):  # e.g. a custom op
+        marked.append(OpCheck(-1, verdict.missing_op, False, refusal, 0))
+    return marked
 
 
 def constant_bytes(graph: Graph) -> int:
@@ -194,5 +246,5 @@ def ready_or_raise(tflite_path: Path, flash_kb: float | None, ram_kb: float | No
 
 __all__ = [
     "ReadinessReport", "OpCheck", "UnsupportedOperatorError", "analyse", "analyse_graph",
-    "require_ready", "ready_or_raise",
+    "require_ready", "ready_or_raise", "with_tflm_refusal",
 ]

@@ -62,7 +62,7 @@ def build_firmware(generated: GeneratedSources, build_dir: Path, *, cpu: str = "
     compiler = require_tool("arm-none-eabi-gcc")
     build_dir.mkdir(parents=True, exist_ok=True)
     elf = build_dir / f"firmware-{cpu}{'-simd' if simd else ''}.elf"
-    defines = []
+    defines = ["-DMCU_LAYER_PROFILE"]  # a handful of instructions per layer
     if simd:
         defines.append("-DMCU_USE_SIMD")
     if wait_for_start:
