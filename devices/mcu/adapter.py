@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from devices.base import BenchmarkSettings, Bundle, DeviceError, LatencyReport
 from devices.mcu.base import McuAdapter, McuExtra
 from devices.mcu.bit_exact import compare_outputs
@@ -28,7 +30,7 @@ from devices.mcu.firmware_run import (
 from devices.mcu.layer_profile import layer_rows
 from devices.mcu.protocol import BenchOutput, parse_output
 from devices.mcu.qemu_runner import QEMU_PACKAGES, run_firmware
-from devices.mcu.reference import reference_outputs
+from devices.mcu.referees import REFEREES
 from devices.mcu.report import ESTIMATE_NOTE, InstructionEstimate, instructions_from_ticks
 from devices.mcu.toolchain import TOOLCHAIN_PACKAGES, require_tool
 from devices.sections import choice
@@ -100,8 +102,10 @@ def build_report(profile: Any, prepared: PreparedFirmware, output: BenchOutput,
     if board.shape[0] != len(prepared.quantized):
         raise DeviceError(f"the firmware ran {board.shape[0]} samples, expected "
                           f"{len(prepared.quantized)} (hint: rebuild the firmware)")
-    reference = reference_outputs(prepared.tflite, prepared.quantized)
-    exactness = compare_outputs(board, reference, f"{profile.name} ({device.get('cpu')})")
+    referee = REFEREES[profile.extra.referee]
+    reference = referee.outputs(prepared.tflite, prepared.quantized)
+    exactness = compare_outputs(board, reference, f"{profile.name} ({device.get('cpu')})",
+                                referee.label)
     clock_mhz = profile.extra.clock_mhz
     cpi = profile.extra.cpi
     estimate = InstructionEstimate(
@@ -132,10 +136,29 @@ def build_report(profile: Any, prepared: PreparedFirmware, output: BenchOutput,
             "instructions_per_tick": instructions_per_tick,
             "instructions_per_inference": estimate.per_inference,
             "readiness": prepared.readiness.to_dict(),
-            "bit_exactness": exactness.to_dict(),
+            "bit_exactness": {**exactness.to_dict(), "referee": profile.extra.referee},
+            "agreement": other_referees(profile.extra.referee, prepared, board),
             **_op_profile(prepared.tflite, output, instructions_per_tick),
         },
     )
+
+
+def other_referees(chosen: str, prepared: PreparedFirmware, board: np.ndarray
+                   ) -> dict[str, dict[str, Any]]:
+    """How the firmware's outputs compare with the referees not gating this run."""
+    agreement = {}
+    for name, referee in REFEREES.items():
+        if name == chosen or not referee.available():
+            continue
+        outputs = referee.outputs(prepared.tflite, prepared.quantized)
+        differing = board.astype(np.int32) != outputs.astype(np.int32)
+        agreement[name] = {
+            "mismatches": int(differing.sum()), "outputs": int(differing.size),
+            "max_difference": int(np.abs(board.astype(np.int32) - outputs).max(initial=0)),
+            "why": ("" if not differing.any() else "FULLY_CONNECTED rounds once in LiteRT and "
+                    "twice in TensorFlow Lite Micro (devices/mcu/referees.py)"),
+        }
+    return agreement
 
 
 def _op_profile(tflite: Path, output: BenchOutput, instructions_per_tick: float

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from devices.base import BenchmarkSettings, DeviceAdapter, TargetProfile
-from devices.sections import bounded
+from devices.sections import bounded, choice
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,8 @@ class McuExtra:
     simd: bool = True  # SMLAD dual 16-bit MAC inner loops (-DMCU_USE_SIMD)
     timeout_s: float = bounded(300.0, 1.0)
     max_samples: int = bounded(0, 0)  # 0 = every bundled sample
+    # whose outputs the firmware must equal bit for bit (devices/mcu/referees.py)
+    referee: str = choice("litert", "litert", "tflm")
 
 
 class McuAdapter(DeviceAdapter):

@@ -1,4 +1,5 @@
-"""The bit-exactness gate: board outputs must equal LiteRT's reference kernels, sample by sample."""
+"""The bit-exactness gate: board outputs must equal the referee's (LiteRT's reference kernels
+or TensorFlow Lite Micro, devices/mcu/referees.py), sample by sample."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from devices.errors import ValidationError
 
 
 class BitExactnessError(ValidationError):
-    """The generated C code disagrees with LiteRT's reference kernels."""
+    """The generated C code disagrees with its referee."""
 
 
 @dataclass(frozen=True)
@@ -23,20 +24,21 @@ class BitExactness:
         return {**asdict(self), "bit_exact": self.mismatches == 0}
 
 
-def compare_outputs(board: np.ndarray, reference: np.ndarray, where: str) -> BitExactness:
+def compare_outputs(board: np.ndarray, reference: np.ndarray, where: str,
+                    referee: str = "LiteRT's reference kernels") -> BitExactness:
     """Raise BitExactnessError naming the first differing sample and output index."""
     board = np.asarray(board, dtype=np.int8)
     reference = np.asarray(reference, dtype=np.int8).reshape(board.shape[0], -1)
     if board.shape != reference.shape:
         raise BitExactnessError(
-            f"{where} returned outputs of shape {board.shape}, LiteRT {reference.shape} "
+            f"{where} returned outputs of shape {board.shape}, {referee} {reference.shape} "
             "(hint: the firmware was built from a different model than the bundle's)"
         )
     differing = np.argwhere(board != reference)
     if differing.size:
         sample, output = (int(v) for v in differing[0])
         raise BitExactnessError(
-            f"{where} is not bit-exact with LiteRT's reference kernels: {len(differing)} of "
+            f"{where} is not bit-exact with {referee}: {len(differing)} of "
             f"{board.size} outputs differ; first at sample {sample}, output {output}: board "
             f"{int(board[sample, output])}, reference {int(reference[sample, output])} (hint: "
             "a kernel of devices/mcu/mcu_kernels.c rounds differently; run "

@@ -22,6 +22,7 @@ from devices.mcu.graph import Graph, load_graph
 from devices.mcu.memory_plan import MemoryPlan, plan_memory
 from devices.mcu.ops import graph_macs
 from devices.mcu.readiness import analyse_graph, require_ready
+from devices.mcu.referees import DEFAULT_REFEREE, REFEREES, Referee
 from devices.runtimes import quantize_input
 
 KERNEL_FILES = ("mcu_kernels.c", "mcu_kernels.h")
@@ -61,18 +62,19 @@ class GeneratedSources:
         return document
 
 
-def generate_sources(tflite_path: Path, out_dir: Path, *, inputs: np.ndarray | None = None
-                     ) -> GeneratedSources:
+def generate_sources(tflite_path: Path, out_dir: Path, *, inputs: np.ndarray | None = None,
+                     referee: str = DEFAULT_REFEREE) -> GeneratedSources:
     """Write the C sources for `tflite_path` into `out_dir` (replaced atomically).
 
     `inputs`: optional samples for the firmware; float32 samples are quantised with the
-    model's input scale and zero point, int8 samples are taken as they are.
+    model's input scale and zero point, int8 samples are taken as they are. `referee`: the
+    runtime (devices/mcu/referees.py) whose rounding the C reproduces bit for bit.
     """
     graph = load_graph(Path(tflite_path))
     require_ready(analyse_graph(graph, None, None, name=str(tflite_path)))
     source_tensor, output_tensor = _single_int8_io(graph)
     plan = plan_memory(graph)
-    emitted = _emit_operators(graph, plan)
+    emitted = _emit_operators(graph, plan, REFEREES[referee])
     scratch = max((op.scratch_int16 for op in emitted), default=0)
     samples = _samples(inputs, source_tensor) if inputs is not None else None
 
@@ -123,13 +125,14 @@ def _single_int8_io(graph: Graph) -> tuple[Any, Any]:
     return source, output
 
 
-def _emit_operators(graph: Graph, plan: MemoryPlan) -> list[EmittedOp]:
+def _emit_operators(graph: Graph, plan: MemoryPlan, referee: Referee) -> list[EmittedOp]:
     offsets = {a.tensor: a.offset for a in plan.allocations}
 
     def tensor_ref(index: int) -> str:
         return f"(mcu_arena + {offsets[index]})"
 
-    context = EmitContext(graph=graph, tensor_ref=tensor_ref)
+    context = EmitContext(graph=graph, tensor_ref=tensor_ref,
+                          fully_connected_single_rounding=referee.fully_connected_single_rounding)
     emitted = []
     for op in graph.operators:
         emit = EMITTERS.get(op.name)

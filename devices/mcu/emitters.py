@@ -32,6 +32,9 @@ PADDING_SAME, PADDING_VALID = 0, 1
 class EmitContext:
     graph: Graph
     tensor_ref: Callable[[int], str]  # tensor index -> C pointer expression into the arena
+    # LiteRT requantises int8 FULLY_CONNECTED with one 64-bit rounding step, TFLite Micro
+    # with two (devices/mcu/referees.py)
+    fully_connected_single_rounding: bool = True
 
 
 @dataclass
@@ -156,8 +159,7 @@ def emit_fully_connected(ctx: EmitContext, op: Operator) -> EmittedOp:
         "batches": batches, "depth": depth, "units": units,
         "input_offset": -source.zero_point, "filter_offset": -weights.zero_point,
         "output_offset": output.zero_point, "act_min": act_min, "act_max": act_max,
-        # LiteRT requantises int8 FULLY_CONNECTED with one 64-bit rounding step
-        "single_rounding": 1,
+        "single_rounding": int(ctx.fully_connected_single_rounding),
     }
     bias_decls, bias_ref = _bias_array(ctx, op, name)
     declarations = [

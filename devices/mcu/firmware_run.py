@@ -64,7 +64,8 @@ def prepare(profile: TargetProfile, bundle: Bundle, work_dir: Path, *,
     readiness = analyse(tflite, profile.budget.flash_kb, profile.budget.ram_kb)
     require_ready_ops(readiness)
     x, y = load_samples(bundle, profile.extra.max_samples)
-    generated = generate_sources(tflite, work_dir / "model", inputs=x)
+    generated = generate_sources(tflite, work_dir / "model", inputs=x,
+                                 referee=profile.extra.referee)
     firmware = build_firmware(
         generated, work_dir / "build", cpu=profile.extra.cpu,
         simd=profile.extra.simd, wait_for_start=wait_for_start,

@@ -100,6 +100,11 @@ def test_device_accuracy_equals_the_validation_of_the_same_samples(
     assert instructions["count"] > pruned_macs  # at least one instruction per MAC
     assert instructions["per_mac"] == pytest.approx(instructions["count"] / pruned_macs, abs=1e-3)
     assert any("TFLite Micro readiness" in line for line in workspace["lines"])
+    layers = mcu["extra"]["op_profile"]["operators"]
+    assert sum(row["macs"] for row in layers) == pruned_macs
+    log = "\n".join(workspace["lines"])
+    assert "layers     instructions per op" in log
+    assert all(row["name"] in log for row in layers)  # the per-layer table is printed
 
 
 @pytest.mark.slow
@@ -114,6 +119,12 @@ def test_cross_target_report_numbers_equal_the_bundles(workspace: dict[str, Any]
     assert repr(host_median) in text or str(host_median) in text
     teacher_top1 = _manifest(workspace, "host")["metrics"]["teacher"]["top1"]
     assert str(teacher_top1) in text
+    mcu_layers = workspace["outcomes"]["mcu"].report["extra"]["op_profile"]["operators"]
+    costliest = max(mcu_layers, key=lambda row: row["instructions"])
+    hot = document["hot_spots"]["mcu"][0]
+    assert (hot["op"], hot["cost"], hot["unit"]) == (
+        costliest["name"], costliest["instructions"], "instructions")
+    assert f"{costliest['instructions']:,} instructions" in result.markdown.read_text()
 
 
 def _cli(*arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -28,20 +28,22 @@ def _convert(model, samples: np.ndarray, path: Path) -> Path:
     return path
 
 
-def _samples(seed: int, count: int = 40) -> tuple[np.ndarray, np.ndarray]:
+def _samples(seed: int, count: int = 40, shape: tuple[int, ...] = INPUT_SHAPE
+             ) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    x = rng.uniform(0.0, 1.0, (count, *INPUT_SHAPE)).astype(np.float32)
+    x = rng.uniform(0.0, 1.0, (count, *shape)).astype(np.float32)
     y = rng.integers(0, CLASSES, count).astype(np.int64)
     return x, y
 
 
-def _zoo_model(name: str, width: float, seed: int, folder: Path) -> ConvertedModel:
+def _zoo_model(name: str, width: float, seed: int, folder: Path,
+               shape: tuple[int, ...] = INPUT_SHAPE) -> ConvertedModel:
     from devices.tf_env import tf
     from models.registry import create_model
 
     tf.keras.utils.set_random_seed(seed)
-    model = create_model(name, INPUT_SHAPE, CLASSES, width=width)
-    x, y = _samples(seed)
+    model = create_model(name, shape, CLASSES, width=width)
+    x, y = _samples(seed, shape=shape)
     return ConvertedModel(_convert(model, x, folder / f"{name}_int8.tflite"), x, y)
 
 
@@ -60,6 +62,12 @@ def resnet8_int8(model_folder: Path) -> ConvertedModel:
 def ds_student_int8(model_folder: Path) -> ConvertedModel:
     """The depthwise-separable student of the model zoo at width 0.25."""
     return _zoo_model("ds_student", 0.25, 2, model_folder)
+
+
+@pytest.fixture(scope="session")
+def seed_student_int8(model_folder: Path) -> ConvertedModel:
+    """The seed article's student of the model zoo at width 0.5 on 28x28 (conv, pool, dense)."""
+    return _zoo_model("seed_student", 0.5, 4, model_folder, shape=(28, 28, 1))
 
 
 @pytest.fixture(scope="session")

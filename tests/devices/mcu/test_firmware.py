@@ -49,7 +49,8 @@ def test_resnet8_on_cortex_m4_is_bit_exact_and_counts_instructions(tmp_path, res
     report = _run("mcu", _bundle(tmp_path, resnet8_int8)).to_dict()
     assert report["target"]["emulated"] is True
     assert report["extra"]["bit_exactness"] == {
-        "samples": 12, "outputs_per_sample": 4, "mismatches": 0, "bit_exact": True}
+        "samples": 12, "outputs_per_sample": 4, "mismatches": 0, "bit_exact": True,
+        "referee": "litert"}
     instructions = report["instructions"]
     macs = report["extra"]["readiness"]["macs"]
     assert instructions["count"] > macs  # at least one instruction per MAC
@@ -63,6 +64,40 @@ def test_resnet8_on_cortex_m4_is_bit_exact_and_counts_instructions(tmp_path, res
     assert report["accuracy"]["samples"] == 12
     assert report["accuracy"]["top1"] == report["accuracy"]["reference_top1"]
     assert "estimates" in report["extra"]
+
+
+@pytest.mark.parametrize("referee", ["litert", "tflm"])
+@pytest.mark.parametrize(("fixture", "profile"), [
+    ("resnet8_int8", "mcu"), ("ds_student_int8", "mcu-m7"), ("seed_student_int8", "mcu")])
+def test_every_model_is_bit_exact_with_the_referee_it_is_built_for(
+        tmp_path, request, fixture: str, profile: str, referee: str):
+    report = _run(profile, _bundle(tmp_path, request.getfixturevalue(fixture), samples=8),
+                  **{"extra.referee": referee}).to_dict()
+    exactness = report["extra"]["bit_exactness"]
+    assert exactness["referee"] == referee and exactness["mismatches"] == 0
+    other = "tflm" if referee == "litert" else "litert"
+    agreement = report["extra"]["agreement"][other]
+    assert agreement["outputs"] == 8 * exactness["outputs_per_sample"]
+    assert agreement["max_difference"] <= 1  # only FULLY_CONNECTED's rounding differs
+    assert (agreement["mismatches"] == 0) == (agreement["why"] == "")
+
+
+def test_the_layer_profile_adds_up_to_the_inference(tmp_path, resnet8_int8):
+    from devices.mcu.graph import load_graph
+
+    report = _run("mcu", _bundle(tmp_path, resnet8_int8, samples=3)).to_dict()
+    rows = report["extra"]["op_profile"]["operators"]
+    graph = load_graph(resnet8_int8.path)
+    assert [row["node_type"] for row in rows] == [op.name for op in graph.operators]
+    assert sum(row["macs"] for row in rows) == report["extra"]["readiness"]["macs"]
+    layers = sum(row["instructions"] for row in rows)
+    total = report["instructions"]["count"]
+    # the rows miss only model_invoke's input and output copies and one timer read
+    assert 0 < total - layers < 0.01 * total
+    assert sum(row["percent"] for row in rows) == pytest.approx(100.0, abs=0.1)
+    convolution = next(row for row in rows if row["node_type"] == "CONV_2D")
+    assert convolution["instructions_per_mac"] == pytest.approx(
+        convolution["instructions"] / convolution["macs"], rel=1e-2)
 
 
 def test_ds_student_on_cortex_m7_simd_matches_plain_with_fewer_instructions(
