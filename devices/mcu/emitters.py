@@ -14,7 +14,7 @@ import numpy as np
 from devices.errors import ArtifactError
 from devices.mcu.c_source import const_array, struct_initialiser
 from devices.mcu.graph import Graph, Operator, Tensor
-from devices.mcu.layout import pair_interleaved
+from devices.mcu.layout import padded_taps, pair_interleaved
 from devices.mcu.ops import fused_activation
 from devices.mcu.quantization import (
     activation_range,
@@ -130,9 +130,10 @@ def _conv_like(ctx: EmitContext, op: Operator, depthwise: bool) -> EmittedOp:
     if depthwise:
         return EmittedOp(declarations, f"mcu_depthwise_conv2d_s8({arguments});")
     patch = k_h * k_w * in_c
-    # two int16 patches (two output pixels), then the raw int8 patch (in whole int16 slots)
+    # two int16 patches (two output pixels), then the raw int8 patch, each padded to whole
+    # groups of four taps
     return EmittedOp(declarations, f"mcu_conv2d_s8({arguments}, mcu_scratch);",
-                     scratch_int16=2 * patch + (patch + 1) // 2)
+                     scratch_int16=2 * padded_taps(patch) + padded_taps(patch) // 2)
 
 
 @emitter("CONV_2D")

@@ -3,6 +3,13 @@
 
 #include <string.h>
 
+/* Inlined where GCC or Clang would otherwise keep a call in the per-pixel path. */
+#if defined(__GNUC__)
+#define MCU_INLINE static inline __attribute__((always_inline))
+#else
+#define MCU_INLINE static inline
+#endif
+
 #if defined(MCU_USE_SIMD) && defined(__ARM_FEATURE_DSP)
 #define MCU_SIMD 1
 #include <arm_acle.h>
@@ -59,8 +66,20 @@ static int8_t clamp_to_s8(int32_t value, int32_t low, int32_t high) {
     return (int8_t)value;
 }
 
-static int32_t requantize(int32_t acc, int32_t multiplier, int32_t shift, int32_t offset) {
-    return mcu_multiply_by_quantized_multiplier(acc, multiplier, shift) + offset;
+/* MultiplyByQuantizedMultiplier + offset for the per-output requantization: inlined and
+ * without branches. Same value: a requantization multiplier is 0 or in [2^30, 2^31), so the
+ * INT32_MIN x INT32_MIN saturation cannot arise, and the rounding divide keeps TFLite's
+ * remainder-versus-threshold form, which cannot overflow. */
+static inline int32_t requantize(int32_t acc, int32_t multiplier, int32_t shift,
+                                 int32_t offset) {
+    const int32_t left = shift > 0 ? shift : 0;
+    const int32_t right = left - shift;
+    const int32_t shifted = (int32_t)((uint32_t)acc << left);
+    const int32_t high =
+        (int32_t)(((int64_t)shifted * (int64_t)multiplier + ((int64_t)1 << 30)) >> 31);
+    const int32_t mask = (int32_t)(((uint32_t)1 << right) - 1u);
+    const int32_t threshold = (mask >> 1) + (int32_t)((uint32_t)high >> 31);
+    return (high >> right) + ((high & mask) > threshold ? 1 : 0) + offset;
 }
 
 /* ---- dot products of an int16 patch with an int8 filter row ------------------------ */
@@ -108,34 +127,56 @@ static int32_t dot_patch(const int16_t *patch, const int8_t *filter, int32_t cou
 
 /* ---- convolution --------------------------------------------------------------------- */
 
+/* A run of `count` bytes: a call for long runs, a byte loop for the few bytes of a small
+ * first layer's row (a grey 3x3 window is three bytes a row). */
+MCU_INLINE void copy_run(int8_t *restrict target, const int8_t *restrict source,
+                     int32_t count) {
+    if (count >= 16) {
+        memcpy(target, source, (size_t)count);
+        return;
+    }
+    while (count-- > 0) *target++ = *source++;
+}
+
+static void fill_run(int8_t *target, int8_t value, int32_t count) {
+    if (count >= 16) {
+        memset(target, value, (size_t)count);
+        return;
+    }
+    while (count-- > 0) *target++ = value;
+}
+
 /* Gather the receptive field of one output pixel as raw int8; taps in the padding get the
- * input zero point, which becomes 0 once the offset is added (TFLite skips those taps). */
-static void gather_patch(const mcu_conv_params *p, const int8_t *input, int32_t in_y0,
-                         int32_t in_x0, int8_t *patch) {
+ * input zero point, which becomes 0 once the offset is added (TFLite skips those taps).
+ * The parameters are read into locals once: the byte stores may alias them. */
+static void gather_patch(const mcu_conv_params *restrict p, const int8_t *restrict input,
+                         int32_t in_y0, int32_t in_x0, int8_t *restrict patch) {
     const int8_t pad = (int8_t)(-p->input_offset);
-    const int32_t row_bytes = p->k_w * p->in_c;
+    const int32_t in_c = p->in_c, in_h = p->in_h, in_w = p->in_w;
+    const int32_t k_h = p->k_h, k_w = p->k_w;
+    const int32_t dilation_h = p->dilation_h, dilation_w = p->dilation_w;
+    const int32_t row_bytes = k_w * in_c;
     int32_t fy, fx;
-    for (fy = 0; fy < p->k_h; ++fy, patch += row_bytes) {
-        const int32_t in_y = in_y0 + fy * p->dilation_h;
-        const int8_t *row = input + in_y * p->in_w * p->in_c;
-        if (in_y < 0 || in_y >= p->in_h) {
-            memset(patch, pad, (size_t)row_bytes);
-        } else if (p->dilation_w == 1) {
+    for (fy = 0; fy < k_h; ++fy, patch += row_bytes) {
+        const int32_t in_y = in_y0 + fy * dilation_h;
+        const int8_t *row = input + in_y * in_w * in_c;
+        if (in_y < 0 || in_y >= in_h) {
+            fill_run(patch, pad, row_bytes);
+        } else if (dilation_w == 1) {
             /* the in-bounds taps of a row are one contiguous run of the input */
             int32_t start = max_i32(0, -in_x0);
-            int32_t end = min_i32(p->k_w, p->in_w - in_x0);
+            int32_t end = min_i32(k_w, in_w - in_x0);
             if (end < start) start = end = 0;
-            memset(patch, pad, (size_t)(start * p->in_c));
-            memcpy(patch + start * p->in_c, row + (in_x0 + start) * p->in_c,
-                   (size_t)((end - start) * p->in_c));
-            memset(patch + end * p->in_c, pad, (size_t)((p->k_w - end) * p->in_c));
+            fill_run(patch, pad, start * in_c);
+            copy_run(patch + start * in_c, row + (in_x0 + start) * in_c, (end - start) * in_c);
+            fill_run(patch + end * in_c, pad, (k_w - end) * in_c);
         } else {
-            for (fx = 0; fx < p->k_w; ++fx) {
-                const int32_t in_x = in_x0 + fx * p->dilation_w;
-                if (in_x < 0 || in_x >= p->in_w) {
-                    memset(patch + fx * p->in_c, pad, (size_t)p->in_c);
+            for (fx = 0; fx < k_w; ++fx) {
+                const int32_t in_x = in_x0 + fx * dilation_w;
+                if (in_x < 0 || in_x >= in_w) {
+                    fill_run(patch + fx * in_c, pad, in_c);
                 } else {
-                    memcpy(patch + fx * p->in_c, row + in_x * p->in_c, (size_t)p->in_c);
+                    copy_run(patch + fx * in_c, row + in_x * in_c, in_c);
                 }
             }
         }
@@ -161,18 +202,17 @@ static void widen_patch(const int8_t *source, int16_t *target, int32_t count, in
 }
 
 /* ---- 2x2 tiles: two output pixels x two output channels per pass -------------------- */
-/* Operand layout (devices/mcu/layout.py writes the filter so): per group of four taps, the
- * four values of pixel (or channel) a, then the four of b; after the groups the count % 4
- * tail of a, then the tail of b. One walking pointer per operand, sequential word loads;
+/* Operand layout (devices/mcu/layout.py writes the filter so): the taps are padded with
+ * zeros to a multiple of four; per group of four taps come the four values of pixel (or
+ * channel) a, then the four of b. One walking pointer per operand, sequential LDRD loads;
  * each weight word is widened once for two pixels, each patch word serves two channels.
- * With SIMD a patch group holds taps in the (0, 2, 1, 3) order that SXTB16 of a weight
- * word expects. acc = {pixel a x channel a, a x b, b x a, b x b}. */
-static void dot_tile_2x2(const int16_t *patches, const int8_t *weights, int32_t count,
-                         int32_t *acc) {
-    const int32_t groups = count >> 2;
-    const int32_t tail = count - 4 * groups;
+ * With SIMD a patch group holds its taps in the (0, 2, 1, 3) order SXTB16 of a weight word
+ * expects. acc = {pixel a x channel a, a x b, b x a, b x b}. */
+static int32_t padded_taps(int32_t taps) { return (taps + 3) & ~3; }
+
+static inline void dot_tile_2x2(const int16_t *patches, const int8_t *weights,
+                                int32_t groups, int32_t *acc) {
     int32_t sum_aa = 0, sum_ab = 0, sum_ba = 0, sum_bb = 0;
-    int32_t t;
 #if MCU_SIMD
     const int16_t *patch_end = patches + 8 * groups;
     while (patches < patch_end) {
@@ -194,7 +234,7 @@ static void dot_tile_2x2(const int16_t *patches, const int8_t *weights, int32_t 
         sum_bb = __smlad(weights_b, b_odd, sum_bb);
     }
 #else
-    int32_t group;
+    int32_t group, t;
     for (group = 0; group < groups; ++group, patches += 8, weights += 8) {
         for (t = 0; t < 4; ++t) {
             sum_aa += patches[t] * weights[t];
@@ -204,93 +244,140 @@ static void dot_tile_2x2(const int16_t *patches, const int8_t *weights, int32_t 
         }
     }
 #endif
-    for (t = 0; t < tail; ++t) {
-        sum_aa += patches[t] * weights[t];
-        sum_ab += patches[t] * weights[tail + t];
-        sum_ba += patches[tail + t] * weights[t];
-        sum_bb += patches[tail + t] * weights[tail + t];
-    }
     acc[0] = sum_aa;
     acc[1] = sum_ab;
     acc[2] = sum_ba;
     acc[3] = sum_bb;
 }
 
-/* int8 -> int16 with the input offset added, into lane 0 (pixel a) or 1 (pixel b). */
-static void widen_patch_lane(const int8_t *source, int16_t *patches, int32_t count,
-                             int32_t offset, int32_t lane) {
-    const int32_t groups = count >> 2;
-    const int32_t tail = count - 4 * groups;
+/* int8 -> int16 with the input offset added, into lane 0 (pixel a) or 1 (pixel b);
+ * `count` is a multiple of four (the raw patch's padding taps hold the pad value). */
+MCU_INLINE void widen_patch_lane(const int8_t *restrict source, int16_t *restrict patches,
+                             int32_t count, int32_t offset, int32_t lane) {
     int16_t *group_at = patches + 4 * lane;
-    int16_t *tail_at = patches + 8 * groups + lane * tail;
-    int32_t group, t;
+    const int8_t *end = source + count;
 #if MCU_SIMD
     const uint32_t offset_pair = ((uint32_t)(uint16_t)offset << 16) | (uint16_t)offset;
-#endif
-    for (group = 0; group < groups; ++group, source += 4, group_at += 8) {
-#if MCU_SIMD
+    for (; source < end; source += 4, group_at += 8) {
         const uint32_t bytes = load_u32(source);
         const uint32_t even = __sadd16(__sxtb16(bytes), offset_pair);
         const uint32_t odd = __sadd16(sxtb16_odd(bytes), offset_pair);
         memcpy(group_at, &even, 4);
         memcpy(group_at + 2, &odd, 4);
-#else
-        for (t = 0; t < 4; ++t) group_at[t] = (int16_t)(source[t] + offset);
-#endif
     }
-    for (t = 0; t < tail; ++t) tail_at[t] = (int16_t)(source[t] + offset);
+#else
+    int32_t t;
+    for (; source < end; source += 4, group_at += 8) {
+        for (t = 0; t < 4; ++t) group_at[t] = (int16_t)(source[t] + offset);
+    }
+#endif
 }
 
-static int8_t requantize_to_s8(const mcu_conv_params *p, int32_t acc, const int32_t *bias,
-                               const int32_t *multipliers, const int32_t *shifts, int32_t oc) {
-    if (bias) acc += bias[oc];
-    return clamp_to_s8(requantize(acc, multipliers[oc], shifts[oc], p->output_offset),
-                       p->act_min, p->act_max);
-}
-
-/* im2col of output pixel `pixel` (row-major over out_h x out_w) into one lane. */
-static void load_patch(const mcu_conv_params *p, const int8_t *batch_in, int32_t pixel,
-                       int8_t *patch8, int16_t *patches, int32_t lane) {
+/* im2col of output pixel `pixel` (row-major over out_h x out_w) into one lane. A window
+ * wholly inside the input (most of them) is copied row by row without bound checks. */
+MCU_INLINE void load_patch(const mcu_conv_params *restrict p, const int8_t *restrict batch_in,
+                       int32_t pixel, int8_t *restrict patch8, int16_t *restrict patches,
+                       int32_t lane) {
     const int32_t oy = pixel / p->out_w;
     const int32_t ox = pixel - oy * p->out_w;
-    gather_patch(p, batch_in, oy * p->stride_h - p->pad_top, ox * p->stride_w - p->pad_left,
-                 patch8);
-    widen_patch_lane(patch8, patches, p->k_h * p->k_w * p->in_c, p->input_offset, lane);
+    const int32_t in_y0 = oy * p->stride_h - p->pad_top;
+    const int32_t in_x0 = ox * p->stride_w - p->pad_left;
+    const int32_t row_bytes = p->k_w * p->in_c;
+    const int32_t taps = p->k_h * row_bytes;
+    if (p->dilation_w == 1 && in_y0 >= 0 && in_x0 >= 0 &&
+        in_y0 + (p->k_h - 1) * p->dilation_h < p->in_h && in_x0 + p->k_w <= p->in_w) {
+        const int32_t row_stride = p->dilation_h * p->in_w * p->in_c;
+        const int8_t *row = batch_in + (in_y0 * p->in_w + in_x0) * p->in_c;
+        int8_t *target = patch8;
+        int32_t fy;
+        for (fy = 0; fy < p->k_h; ++fy, row += row_stride, target += row_bytes) {
+            copy_run(target, row, row_bytes);
+        }
+    } else {
+        gather_patch(p, batch_in, in_y0, in_x0, patch8);
+    }
+    widen_patch_lane(patch8, patches, padded_taps(taps), p->input_offset, lane);
 }
 
-/* `filter` is pair-interleaved in word-aligned blocks (devices/mcu/layout.py), an odd
- * channel count padded with a zero channel; an odd last pixel is computed in both lanes
- * and stored once. */
+/* The per-output requantization of one channel for both pixels of a tile: the channel's
+ * constants are read once (the int8 stores would otherwise force them to be reloaded). */
+typedef struct {
+    int32_t offset, act_min, act_max;
+} output_range;
+
+#if MCU_SIMD
+/* The rounding divide by 2^right (1 <= right <= 23) of a doubling high product `high` as
+ * one saturating add and one shift: (high + 2^(right-1) - (high < 0)) >> right is TFLite's
+ * round-half-away-from-zero. Only a positive sum can overflow; QADD saturates it to
+ * INT32_MAX, whose quotient 2^(31-right) - 1 still exceeds 127 - offset for right <= 23,
+ * so the clamped int8 output is the same. */
+MCU_INLINE int32_t divide_saturating(int32_t high, int32_t half, int32_t right) {
+    return (__qadd(high, half) + (high >> 31)) >> right;
+}
+#endif
+
+MCU_INLINE void requantize_channel(int32_t acc_a, int32_t acc_b, int32_t bias,
+                                   int32_t multiplier, int32_t shift, output_range range,
+                                   int8_t *restrict out_a, int8_t *restrict out_b) {
+#if MCU_SIMD
+    const int32_t right = -shift;
+    if (right >= 1 && right <= 23) {
+        const int32_t half = 1 << (right - 1);
+        const int32_t high_a = (int32_t)(((int64_t)(acc_a + bias) * multiplier +
+                                          ((int64_t)1 << 30)) >> 31);
+        *out_a = clamp_to_s8(divide_saturating(high_a, half, right) + range.offset,
+                             range.act_min, range.act_max);
+        if (out_b) {
+            const int32_t high_b = (int32_t)(((int64_t)(acc_b + bias) * multiplier +
+                                              ((int64_t)1 << 30)) >> 31);
+            *out_b = clamp_to_s8(divide_saturating(high_b, half, right) + range.offset,
+                                 range.act_min, range.act_max);
+        }
+        return;
+    }
+#endif
+    *out_a = clamp_to_s8(requantize(acc_a + bias, multiplier, shift, range.offset),
+                         range.act_min, range.act_max);
+    if (out_b) {
+        *out_b = clamp_to_s8(requantize(acc_b + bias, multiplier, shift, range.offset),
+                             range.act_min, range.act_max);
+    }
+}
+
+/* `filter` is pair-interleaved (devices/mcu/layout.py), an odd channel count padded with a
+ * zero channel; an odd last pixel is computed in both lanes and stored once. */
 void mcu_conv2d_s8(const mcu_conv_params *p, const int8_t *input, const int8_t *filter,
                    const int32_t *bias, const int32_t *multipliers, const int32_t *shifts,
                    int8_t *output, int16_t *scratch) {
     const int32_t patch_len = p->k_h * p->k_w * p->in_c;
-    const int32_t pair_stride = (2 * patch_len + 3) & ~3; /* bytes per channel pair */
+    const int32_t taps = padded_taps(patch_len);
     const int32_t pixels = p->out_h * p->out_w;
-    /* the two pixels' interleaved int16 patches, then the raw int8 patch being gathered */
-    int8_t *patch8 = (int8_t *)(scratch + 2 * patch_len);
+    const int32_t out_c = p->out_c;
+    const output_range range = {p->output_offset, p->act_min, p->act_max};
+    /* the two pixels' interleaved int16 patches, then the raw int8 patch being gathered,
+     * whose padding taps hold the pad value (0 once widened) for good */
+    int8_t *patch8 = (int8_t *)(scratch + 2 * taps);
     int32_t b, pixel, oc;
+    fill_run(patch8 + patch_len, (int8_t)(-p->input_offset), taps - patch_len);
     for (b = 0; b < p->batches; ++b) {
         const int8_t *batch_in = input + b * p->in_h * p->in_w * p->in_c;
-        int8_t *batch_out = output + b * pixels * p->out_c;
+        int8_t *batch_out = output + b * pixels * out_c;
         for (pixel = 0; pixel < pixels; pixel += 2) {
             const int32_t has_b = pixel + 1 < pixels;
-            int8_t *out_a = batch_out + pixel * p->out_c;
-            int8_t *out_b = out_a + p->out_c;
+            int8_t *out_a = batch_out + pixel * out_c;
+            int8_t *out_b = has_b ? out_a + out_c : 0;
+            const int8_t *weights = filter;
             load_patch(p, batch_in, pixel, patch8, scratch, 0);
             load_patch(p, batch_in, has_b ? pixel + 1 : pixel, patch8, scratch, 1);
-            for (oc = 0; oc < p->out_c; oc += 2) {
+            for (oc = 0; oc < out_c; oc += 2, weights += 2 * taps) {
                 int32_t acc[4];
-                dot_tile_2x2(scratch, filter + (oc / 2) * pair_stride, patch_len, acc);
-                out_a[oc] = requantize_to_s8(p, acc[0], bias, multipliers, shifts, oc);
-                if (has_b) out_b[oc] = requantize_to_s8(p, acc[2], bias, multipliers, shifts, oc);
-                if (oc + 1 < p->out_c) {
-                    out_a[oc + 1] = requantize_to_s8(p, acc[1], bias, multipliers, shifts,
-                                                     oc + 1);
-                    if (has_b) {
-                        out_b[oc + 1] = requantize_to_s8(p, acc[3], bias, multipliers, shifts,
-                                                         oc + 1);
-                    }
+                dot_tile_2x2(scratch, weights, taps >> 2, acc);
+                requantize_channel(acc[0], acc[2], bias ? bias[oc] : 0, multipliers[oc],
+                                   shifts[oc], range, out_a + oc, out_b ? out_b + oc : 0);
+                if (oc + 1 < out_c) {
+                    requantize_channel(acc[1], acc[3], bias ? bias[oc + 1] : 0,
+                                       multipliers[oc + 1], shifts[oc + 1], range,
+                                       out_a + oc + 1, out_b ? out_b + oc + 1 : 0);
                 }
             }
         }
@@ -400,8 +487,68 @@ static void pool_s8(const mcu_pool_params *p, const int8_t *input, int8_t *outpu
     }
 }
 
+#if MCU_SIMD
+/* Per byte lane: `a` where a >= b, else `b` (SSUB8 sets the GE flags SEL reads; one asm
+ * statement keeps the pair together). */
+static uint32_t max_s8x4(uint32_t a, uint32_t b) {
+    uint32_t result;
+    __asm__("ssub8 %0, %1, %2\n\tsel %0, %1, %2" : "=&r"(result) : "r"(a), "r"(b) : "cc");
+    return result;
+}
+#endif
+
+/* target[c] = max(target[c], source[c]) over `count` channels, four at a time with SIMD. */
+static void max_into(int8_t *restrict target, const int8_t *restrict source, int32_t count) {
+    int32_t c = 0;
+#if MCU_SIMD
+    for (; c + 4 <= count; c += 4) {
+        const uint32_t larger = max_s8x4(load_u32(target + c), load_u32(source + c));
+        memcpy(target + c, &larger, 4);
+    }
+#endif
+    for (; c < count; ++c) {
+        if (source[c] > target[c]) target[c] = source[c];
+    }
+}
+
+/* TFLite's int8 MAX_POOL_2D: the maximum over the window's in-bounds taps (int8's lowest
+ * when none is), then the activation clamp. Channels are innermost (NHWC), so each tap
+ * updates the output pixel's whole channel row at once. */
 void mcu_max_pool_s8(const mcu_pool_params *p, const int8_t *input, int8_t *output) {
-    pool_s8(p, input, output, 1);
+    const int32_t channels = p->channels;
+    const int32_t clamps = p->act_min > -128 || p->act_max < 127;
+    int32_t b, oy, ox, fy, fx, c;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *batch_in = input + b * p->in_h * p->in_w * channels;
+        for (oy = 0; oy < p->out_h; ++oy) {
+            const int32_t in_y0 = oy * p->stride_h - p->pad_top;
+            const int32_t fy_start = max_i32(0, -in_y0);
+            const int32_t fy_end = min_i32(p->k_h, p->in_h - in_y0);
+            for (ox = 0; ox < p->out_w; ++ox) {
+                const int32_t in_x0 = ox * p->stride_w - p->pad_left;
+                const int32_t fx_start = max_i32(0, -in_x0);
+                const int32_t fx_end = min_i32(p->k_w, p->in_w - in_x0);
+                int8_t *out = output + ((b * p->out_h + oy) * p->out_w + ox) * channels;
+                int32_t first = 1;
+                for (fy = fy_start; fy < fy_end; ++fy) {
+                    const int8_t *row = batch_in + ((in_y0 + fy) * p->in_w + in_x0) * channels;
+                    for (fx = fx_start; fx < fx_end; ++fx, first = 0) {
+                        if (first) {
+                            memcpy(out, row + fx * channels, (size_t)channels);
+                        } else {
+                            max_into(out, row + fx * channels, channels);
+                        }
+                    }
+                }
+                if (first) memset(out, -128, (size_t)channels);
+                if (clamps) {
+                    for (c = 0; c < channels; ++c) {
+                        out[c] = clamp_to_s8(out[c], p->act_min, p->act_max);
+                    }
+                }
+            }
+        }
+    }
 }
 
 void mcu_average_pool_s8(const mcu_pool_params *p, const int8_t *input, int8_t *output) {
