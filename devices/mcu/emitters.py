@@ -80,9 +80,14 @@ def _padding(padding: int, in_size: int, out_size: int, kernel: int, stride: int
     return total // 2
 
 
-def _bias_array(ctx: EmitContext, op: Operator, name: str) -> tuple[list[str], str]:
+def _bias_array(ctx: EmitContext, op: Operator, name: str, channels: int | None = None
+                ) -> tuple[list[str], str]:
+    """The bias array; zeros for `channels` when the op has none and the kernel needs one
+    (LiteRT itself refuses an int8 CONV_2D without bias, so this is a safeguard)."""
     if len(op.inputs) < 3 or op.inputs[2] < 0:
-        return [], "0"
+        if channels is None:
+            return [], "0"
+        return [const_array(f"{name}_bias", np.zeros(channels), np.int32)], f"{name}_bias"
     bias = ctx.graph.tensor(op.inputs[2])
     if bias.data is None:
         raise _unsupported(op, "bias is not constant")
@@ -116,7 +121,7 @@ def _conv_like(ctx: EmitContext, op: Operator, depthwise: bool) -> EmittedOp:
         "input_offset": -source.zero_point, "output_offset": output.zero_point,
         "act_min": act_min, "act_max": act_max,
     }
-    bias_decls, bias_ref = _bias_array(ctx, op, name)
+    bias_decls, bias_ref = _bias_array(ctx, op, name, None if depthwise else out_c)
     filter_values = weights.data if depthwise else pair_interleaved(weights.data)
     declarations = [
         const_array(f"{name}_filter", filter_values, np.int8),
@@ -131,9 +136,10 @@ def _conv_like(ctx: EmitContext, op: Operator, depthwise: bool) -> EmittedOp:
         return EmittedOp(declarations, f"mcu_depthwise_conv2d_s8({arguments});")
     patch = k_h * k_w * in_c
     # two int16 patches (two output pixels), then the raw int8 patch, each padded to whole
-    # groups of four taps
+    # groups of four taps, then a row of out_c bytes an odd last pixel's twin is written to
     return EmittedOp(declarations, f"mcu_conv2d_s8({arguments}, mcu_scratch);",
-                     scratch_int16=2 * padded_taps(patch) + padded_taps(patch) // 2)
+                     scratch_int16=2 * padded_taps(patch) + padded_taps(patch) // 2
+                     + (out_c + 1) // 2)
 
 
 @emitter("CONV_2D")

@@ -128,9 +128,9 @@ static int32_t dot_patch(const int16_t *patch, const int8_t *filter, int32_t cou
 /* ---- convolution --------------------------------------------------------------------- */
 
 /* A run of `count` bytes: a call for long runs, a byte loop for the few bytes of a small
- * first layer's row (a grey 3x3 window is three bytes a row). */
+ * first layer's row. */
 MCU_INLINE void copy_run(int8_t *restrict target, const int8_t *restrict source,
-                     int32_t count) {
+                         int32_t count) {
     if (count >= 16) {
         memcpy(target, source, (size_t)count);
         return;
@@ -299,10 +299,50 @@ MCU_INLINE void load_patch(const mcu_conv_params *restrict p, const int8_t *rest
     widen_patch_lane(patch8, patches, padded_taps(taps), p->input_offset, lane);
 }
 
+/* One input channel (a grey first layer) at stride 1: the windows of two neighbouring
+ * output pixels overlap but for one column, so each input byte is loaded once for both
+ * lanes and written straight to its int16 slot, with no staging copy. `slot[t]` is tap t's
+ * position in lane 0 of the interleaved layout; padding slots stay 0. */
+#define GREY_MAX_TAPS 64
+
+MCU_INLINE void load_grey_pair(const mcu_conv_params *restrict p,
+                               const int8_t *restrict batch_in, int32_t in_y0, int32_t in_x0,
+                               const uint16_t *restrict slot, int16_t *restrict patches) {
+    const int32_t k_h = p->k_h, k_w = p->k_w, in_w = p->in_w, offset = p->input_offset;
+    const int8_t *row = batch_in + in_y0 * in_w + in_x0;
+    int32_t fy, fx;
+    for (fy = 0; fy < k_h; ++fy, row += in_w, slot += k_w) {
+        int32_t left = row[0] + offset;
+        for (fx = 0; fx < k_w; ++fx) {
+            const int32_t right = row[fx + 1] + offset;
+            patches[slot[fx]] = (int16_t)left;
+            patches[slot[fx] + 4] = (int16_t)right;
+            left = right;
+        }
+    }
+}
+
+/* Whether pixels `pixel` and `pixel + 1` take load_grey_pair: one input channel, stride and
+ * dilation 1, the same output row, and both windows inside the input. */
+static int grey_pair(const mcu_conv_params *p, int32_t pixel, int32_t *in_y0, int32_t *in_x0) {
+    const int32_t oy = pixel / p->out_w;
+    const int32_t ox = pixel - oy * p->out_w;
+    *in_y0 = oy * p->stride_h - p->pad_top;
+    *in_x0 = ox - p->pad_left;
+    return ox + 1 < p->out_w && *in_y0 >= 0 && *in_x0 >= 0 && *in_y0 + p->k_h <= p->in_h &&
+           *in_x0 + p->k_w + 1 <= p->in_w;
+}
+
+static int grey_layer(const mcu_conv_params *p) {
+    return p->in_c == 1 && p->stride_w == 1 && p->dilation_h == 1 && p->dilation_w == 1 &&
+           p->k_h * p->k_w <= GREY_MAX_TAPS;
+}
+
 /* The per-output requantization of one channel for both pixels of a tile: the channel's
  * constants are read once (the int8 stores would otherwise force them to be reloaded). */
 typedef struct {
     int32_t offset, act_min, act_max;
+    int32_t full; /* act range is all of int8: one SSAT clamps */
 } output_range;
 
 #if MCU_SIMD
@@ -313,6 +353,11 @@ typedef struct {
  * so the clamped int8 output is the same. */
 MCU_INLINE int32_t divide_saturating(int32_t high, int32_t half, int32_t right) {
     return (__qadd(high, half) + (high >> 31)) >> right;
+}
+
+MCU_INLINE int8_t saturate_s8(int32_t value, output_range range) {
+    return range.full ? (int8_t)__ssat(value, 8)
+                      : clamp_to_s8(value, range.act_min, range.act_max);
 }
 #endif
 
@@ -325,27 +370,22 @@ MCU_INLINE void requantize_channel(int32_t acc_a, int32_t acc_b, int32_t bias,
         const int32_t half = 1 << (right - 1);
         const int32_t high_a = (int32_t)(((int64_t)(acc_a + bias) * multiplier +
                                           ((int64_t)1 << 30)) >> 31);
-        *out_a = clamp_to_s8(divide_saturating(high_a, half, right) + range.offset,
-                             range.act_min, range.act_max);
-        if (out_b) {
-            const int32_t high_b = (int32_t)(((int64_t)(acc_b + bias) * multiplier +
-                                              ((int64_t)1 << 30)) >> 31);
-            *out_b = clamp_to_s8(divide_saturating(high_b, half, right) + range.offset,
-                                 range.act_min, range.act_max);
-        }
+        const int32_t high_b = (int32_t)(((int64_t)(acc_b + bias) * multiplier +
+                                          ((int64_t)1 << 30)) >> 31);
+        *out_a = saturate_s8(divide_saturating(high_a, half, right) + range.offset, range);
+        *out_b = saturate_s8(divide_saturating(high_b, half, right) + range.offset, range);
         return;
     }
 #endif
     *out_a = clamp_to_s8(requantize(acc_a + bias, multiplier, shift, range.offset),
                          range.act_min, range.act_max);
-    if (out_b) {
-        *out_b = clamp_to_s8(requantize(acc_b + bias, multiplier, shift, range.offset),
-                             range.act_min, range.act_max);
-    }
+    *out_b = clamp_to_s8(requantize(acc_b + bias, multiplier, shift, range.offset),
+                         range.act_min, range.act_max);
 }
 
 /* `filter` is pair-interleaved (devices/mcu/layout.py), an odd channel count padded with a
- * zero channel; an odd last pixel is computed in both lanes and stored once. */
+ * zero channel; `bias` is never NULL (the generator emits zeros); an odd last pixel is
+ * computed in both lanes, lane b's copy going to a spare row at the end of the scratch. */
 void mcu_conv2d_s8(const mcu_conv_params *p, const int8_t *input, const int8_t *filter,
                    const int32_t *bias, const int32_t *multipliers, const int32_t *shifts,
                    int8_t *output, int16_t *scratch) {
@@ -353,31 +393,48 @@ void mcu_conv2d_s8(const mcu_conv_params *p, const int8_t *input, const int8_t *
     const int32_t taps = padded_taps(patch_len);
     const int32_t pixels = p->out_h * p->out_w;
     const int32_t out_c = p->out_c;
-    const output_range range = {p->output_offset, p->act_min, p->act_max};
+    const output_range range = {p->output_offset, p->act_min, p->act_max,
+                                p->act_min == -128 && p->act_max == 127};
     /* the two pixels' interleaved int16 patches, then the raw int8 patch being gathered,
      * whose padding taps hold the pad value (0 once widened) for good */
     int8_t *patch8 = (int8_t *)(scratch + 2 * taps);
-    int32_t b, pixel, oc;
+    int8_t *spare_row = patch8 + taps;
+    const int grey = grey_layer(p);
+    uint16_t slot[GREY_MAX_TAPS];
+    int32_t b, pixel, oc, in_y0, in_x0;
     fill_run(patch8 + patch_len, (int8_t)(-p->input_offset), taps - patch_len);
+    if (grey) {
+        for (oc = 0; oc < patch_len; ++oc) {
+#if MCU_SIMD
+            slot[oc] = (uint16_t)(8 * (oc >> 2) + ((oc & 1) << 1) + ((oc & 2) >> 1));
+#else
+            slot[oc] = (uint16_t)(8 * (oc >> 2) + (oc & 3));
+#endif
+        }
+        memset(scratch, 0, (size_t)(2 * taps) * sizeof(int16_t)); /* the padding taps */
+    }
     for (b = 0; b < p->batches; ++b) {
         const int8_t *batch_in = input + b * p->in_h * p->in_w * p->in_c;
         int8_t *batch_out = output + b * pixels * out_c;
         for (pixel = 0; pixel < pixels; pixel += 2) {
             const int32_t has_b = pixel + 1 < pixels;
             int8_t *out_a = batch_out + pixel * out_c;
-            int8_t *out_b = has_b ? out_a + out_c : 0;
+            int8_t *out_b = has_b ? out_a + out_c : spare_row;
             const int8_t *weights = filter;
-            load_patch(p, batch_in, pixel, patch8, scratch, 0);
-            load_patch(p, batch_in, has_b ? pixel + 1 : pixel, patch8, scratch, 1);
+            if (grey && has_b && grey_pair(p, pixel, &in_y0, &in_x0)) {
+                load_grey_pair(p, batch_in, in_y0, in_x0, slot, scratch);
+            } else {
+                load_patch(p, batch_in, pixel, patch8, scratch, 0);
+                load_patch(p, batch_in, has_b ? pixel + 1 : pixel, patch8, scratch, 1);
+            }
             for (oc = 0; oc < out_c; oc += 2, weights += 2 * taps) {
                 int32_t acc[4];
                 dot_tile_2x2(scratch, weights, taps >> 2, acc);
-                requantize_channel(acc[0], acc[2], bias ? bias[oc] : 0, multipliers[oc],
-                                   shifts[oc], range, out_a + oc, out_b ? out_b + oc : 0);
+                requantize_channel(acc[0], acc[2], bias[oc], multipliers[oc], shifts[oc], range,
+                                   out_a + oc, out_b + oc);
                 if (oc + 1 < out_c) {
-                    requantize_channel(acc[1], acc[3], bias ? bias[oc + 1] : 0,
-                                       multipliers[oc + 1], shifts[oc + 1], range,
-                                       out_a + oc + 1, out_b ? out_b + oc + 1 : 0);
+                    requantize_channel(acc[1], acc[3], bias[oc + 1], multipliers[oc + 1],
+                                       shifts[oc + 1], range, out_a + oc + 1, out_b + oc + 1);
                 }
             }
         }

@@ -1,7 +1,8 @@
 """Each C kernel against LiteRT's reference kernels (BUILTIN_REF) on random int8 tensors.
 
 Every case is a single-op .tflite written with random scales and zero points, turned into
-C by the code generator, compiled for the host with gcc and compared bit for bit.
+C by the code generator, compiled for the host with gcc (the portable C) and compared bit
+for bit; the convolution cases also run as Cortex-M4 firmware on qemu (the SIMD kernels).
 """
 
 from __future__ import annotations
@@ -76,11 +77,14 @@ CONV_CASES = [
     (7, 9, 13, 9, (3, 2), (1, 2), SAME, (1, 1), NONE),
     (6, 6, 16, 16, (3, 3), (3, 3), VALID, (1, 1), RELU),
     (5, 5, 2, 1, (5, 5), (1, 1), SAME, (1, 1), NONE),
+    # one input channel at stride 1 (the grey first layer's path), odd pixels and channels
+    (7, 9, 1, 5, (3, 3), (1, 1), SAME, (1, 1), RELU),
+    (12, 10, 1, 8, (3, 3), (1, 1), VALID, (1, 1), NONE),
+    (6, 7, 1, 3, (2, 4), (2, 1), VALID, (1, 1), RELU6),
 ]
 
 
-@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "x".join(map(str, c[:5])))
-def test_conv2d_per_channel_matches_litert(tmp_path: Path, case: tuple) -> None:
+def _conv_model(case: tuple) -> tuple[bytes, tuple[int, ...]]:
     height, width, in_c, out_c, kernel, stride, padding, dilation, activation = case
     rng = np.random.default_rng(hash(case) % 2**32)
     source = _activation_tensor(rng, "in", (1, height, width, in_c))
@@ -88,10 +92,33 @@ def test_conv2d_per_channel_matches_litert(tmp_path: Path, case: tuple) -> None:
     out_h = _out_size(height, kernel[0], stride[0], padding, dilation[0])
     out_w = _out_size(width, kernel[1], stride[1], padding, dilation[1])
     output = _activation_tensor(rng, "out", (1, out_h, out_w, out_c))
-    op = fb.OpSpec(OP.CONV_2D, (0, 1, 2), (3,), OPTIONS.Conv2DOptions,
-                   fb.conv_options(padding, stride, activation, dilation))
-    model = fb.build_model([source, weights, bias, output], [op], [0], [3])
-    _check(tmp_path, model, source.shape, seed=len(CONV_CASES))
+    options = fb.conv_options(padding, stride, activation, dilation)
+    op = fb.OpSpec(OP.CONV_2D, (0, 1, 2), (3,), OPTIONS.Conv2DOptions, options)
+    return fb.build_model([source, weights, bias, output], [op], [0], [3]), source.shape
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "x".join(map(str, c[:5])))
+def test_conv2d_per_channel_matches_litert(tmp_path: Path, case: tuple) -> None:
+    model, shape = _conv_model(case)
+    _check(tmp_path, model, shape, seed=len(CONV_CASES))
+
+
+@pytest.mark.qemu_system
+def test_conv2d_simd_kernels_on_cortex_m4_match_litert(tmp_path: Path) -> None:
+    """Every convolution case as one SIMD firmware per case."""
+    from devices.mcu.protocol import parse_output
+    from devices.mcu.qemu_runner import run_firmware
+    from devices.mcu.toolchain import build_firmware
+
+    for index, (model, shape) in enumerate(_conv_model(case) for case in CONV_CASES):
+        path = tmp_path / f"conv{index}.tflite"
+        path.write_bytes(model)
+        inputs = np.random.default_rng(index).integers(
+            -128, 128, (2, int(np.prod(shape)))).astype(np.int8)
+        generated = generate_sources(path, tmp_path / f"src{index}", inputs=inputs)
+        firmware = build_firmware(generated, tmp_path / f"build{index}", simd=True)
+        board = parse_output(run_firmware(firmware.elf, "mps2-an386", 60)).output_matrix()
+        assert np.array_equal(board, reference_outputs(model, inputs)), f"case {index}"
 
 
 DEPTHWISE_CASES = [
