@@ -121,7 +121,7 @@ def _conv_like(ctx: EmitContext, op: Operator, depthwise: bool) -> EmittedOp:
         "input_offset": -source.zero_point, "output_offset": output.zero_point,
         "act_min": act_min, "act_max": act_max,
     }
-    bias_decls, bias_ref = _bias_array(ctx, op, name, None if depthwise else out_c)
+    bias_decls, bias_ref = _bias_array(ctx, op, name, out_c)
     filter_values = weights.data if depthwise else pair_interleaved(weights.data)
     declarations = [
         const_array(f"{name}_filter", filter_values, np.int8),

@@ -383,6 +383,33 @@ MCU_INLINE void requantize_channel(int32_t acc_a, int32_t acc_b, int32_t bias,
                          range.act_min, range.act_max);
 }
 
+/* One output's requantization (the fast rounding divide where it applies). */
+MCU_INLINE int8_t requantize_one(int32_t acc, int32_t multiplier, int32_t shift,
+                                 output_range range) {
+#if MCU_SIMD
+    const int32_t right = -shift;
+    if (right >= 1 && right <= 23) {
+        const int32_t high =
+            (int32_t)(((int64_t)acc * multiplier + ((int64_t)1 << 30)) >> 31);
+        return saturate_s8(divide_saturating(high, 1 << (right - 1), right) + range.offset,
+                           range);
+    }
+#endif
+    return clamp_to_s8(requantize(acc, multiplier, shift, range.offset), range.act_min,
+                       range.act_max);
+}
+
+/* The taps [first_tap_inside, taps_until) of a window starting at `start` (step `dilation`)
+ * that fall inside [0, size). */
+static int32_t first_tap_inside(int32_t start, int32_t dilation) {
+    return start >= 0 ? 0 : (-start + dilation - 1) / dilation;
+}
+
+static int32_t taps_until(int32_t start, int32_t dilation, int32_t taps, int32_t size) {
+    const int32_t inside = start < size ? (size - 1 - start) / dilation + 1 : 0;
+    return inside < taps ? inside : taps;
+}
+
 /* `filter` is pair-interleaved (devices/mcu/layout.py), an odd channel count padded with a
  * zero channel; `bias` is never NULL (the generator emits zeros); an odd last pixel is
  * computed in both lanes, lane b's copy going to a spare row at the end of the scratch. */
@@ -441,38 +468,90 @@ void mcu_conv2d_s8(const mcu_conv_params *p, const int8_t *input, const int8_t *
     }
 }
 
+/* One output pixel of a depthwise convolution. The taps inside the input are a rectangle
+ * [fy_start, fy_end) x [fx_start, fx_end), walked with pointer steps, no per-tap checks.
+ * With one output per input channel, four channels at a time: one word of the input and
+ * one of the weights per tap, widened by SXTB16, each lane multiplied by SMLABB/SMLATT into
+ * its own accumulator. `bias` is never NULL (the generator emits zeros). */
+static void depthwise_pixel(const mcu_conv_params *restrict p, const int8_t *restrict batch_in,
+                            int32_t in_y0, int32_t in_x0, const int8_t *restrict filter,
+                            const int32_t *restrict bias, const int32_t *restrict multipliers,
+                            const int32_t *restrict shifts, output_range range,
+                            int8_t *restrict out) {
+    const int32_t in_c = p->in_c, out_c = p->out_c, in_w = p->in_w, k_w = p->k_w;
+    const int32_t multiplier = p->depth_multiplier, offset = p->input_offset;
+    const int32_t dilation_h = p->dilation_h, dilation_w = p->dilation_w;
+    const int32_t fy_start = first_tap_inside(in_y0, dilation_h);
+    const int32_t fy_end = taps_until(in_y0, dilation_h, p->k_h, p->in_h);
+    const int32_t fx_start = first_tap_inside(in_x0, dilation_w);
+    const int32_t fx_end = taps_until(in_x0, dilation_w, k_w, in_w);
+    const int32_t tap_step = dilation_w * in_c;
+    const int8_t *window = batch_in + (in_y0 * in_w + in_x0 + fx_start * dilation_w) * in_c;
+    int32_t oc = 0, fy, fx;
+    if (multiplier == 1) {
+#if MCU_SIMD
+        const uint32_t offset_pair = ((uint32_t)(uint16_t)offset << 16) | (uint16_t)offset;
+#endif
+        for (; oc + 4 <= out_c; oc += 4) {
+            int32_t acc0 = bias[oc], acc1 = bias[oc + 1], acc2 = bias[oc + 2];
+            int32_t acc3 = bias[oc + 3];
+            for (fy = fy_start; fy < fy_end; ++fy) {
+                const int8_t *x = window + fy * dilation_h * in_w * in_c + oc;
+                const int8_t *w = filter + (fy * k_w + fx_start) * out_c + oc;
+                for (fx = fx_start; fx < fx_end; ++fx, x += tap_step, w += out_c) {
+#if MCU_SIMD
+                    const uint32_t inputs = load_u32(x), weights = load_u32(w);
+                    const uint32_t even = __sadd16(__sxtb16(inputs), offset_pair);
+                    const uint32_t odd = __sadd16(sxtb16_odd(inputs), offset_pair);
+                    const uint32_t weights_even = __sxtb16(weights);
+                    const uint32_t weights_odd = sxtb16_odd(weights);
+                    acc0 = __smlabb(even, weights_even, acc0);
+                    acc2 = __smlatt(even, weights_even, acc2);
+                    acc1 = __smlabb(odd, weights_odd, acc1);
+                    acc3 = __smlatt(odd, weights_odd, acc3);
+#else
+                    acc0 += (x[0] + offset) * w[0];
+                    acc1 += (x[1] + offset) * w[1];
+                    acc2 += (x[2] + offset) * w[2];
+                    acc3 += (x[3] + offset) * w[3];
+#endif
+                }
+            }
+            out[oc] = requantize_one(acc0, multipliers[oc], shifts[oc], range);
+            out[oc + 1] = requantize_one(acc1, multipliers[oc + 1], shifts[oc + 1], range);
+            out[oc + 2] = requantize_one(acc2, multipliers[oc + 2], shifts[oc + 2], range);
+            out[oc + 3] = requantize_one(acc3, multipliers[oc + 3], shifts[oc + 3], range);
+        }
+    }
+    for (; oc < out_c; ++oc) {  /* the channels left, and every depth multiplier > 1 */
+        const int32_t ic = oc / multiplier;
+        int32_t acc = bias[oc];
+        for (fy = fy_start; fy < fy_end; ++fy) {
+            const int8_t *x = window + fy * dilation_h * in_w * in_c + ic;
+            const int8_t *w = filter + (fy * k_w + fx_start) * out_c + oc;
+            for (fx = fx_start; fx < fx_end; ++fx, x += tap_step, w += out_c) {
+                acc += (*x + offset) * *w;
+            }
+        }
+        out[oc] = requantize_one(acc, multipliers[oc], shifts[oc], range);
+    }
+}
+
 void mcu_depthwise_conv2d_s8(const mcu_conv_params *p, const int8_t *input,
                              const int8_t *filter, const int32_t *bias,
                              const int32_t *multipliers, const int32_t *shifts,
                              int8_t *output) {
-    int32_t b, oy, ox, ic, m, fy, fx;
+    const output_range range = {p->output_offset, p->act_min, p->act_max,
+                                p->act_min == -128 && p->act_max == 127};
+    int32_t b, oy, ox;
     for (b = 0; b < p->batches; ++b) {
         const int8_t *batch_in = input + b * p->in_h * p->in_w * p->in_c;
         for (oy = 0; oy < p->out_h; ++oy) {
             const int32_t in_y0 = oy * p->stride_h - p->pad_top;
             for (ox = 0; ox < p->out_w; ++ox) {
-                const int32_t in_x0 = ox * p->stride_w - p->pad_left;
-                int8_t *out = output + ((b * p->out_h + oy) * p->out_w + ox) * p->out_c;
-                for (ic = 0; ic < p->in_c; ++ic) {
-                    for (m = 0; m < p->depth_multiplier; ++m) {
-                        const int32_t oc = ic * p->depth_multiplier + m;
-                        int32_t acc = 0;
-                        for (fy = 0; fy < p->k_h; ++fy) {
-                            const int32_t in_y = in_y0 + fy * p->dilation_h;
-                            if (in_y < 0 || in_y >= p->in_h) continue;
-                            for (fx = 0; fx < p->k_w; ++fx) {
-                                const int32_t in_x = in_x0 + fx * p->dilation_w;
-                                if (in_x < 0 || in_x >= p->in_w) continue;
-                                acc += (batch_in[(in_y * p->in_w + in_x) * p->in_c + ic] +
-                                        p->input_offset) *
-                                       filter[(fy * p->k_w + fx) * p->out_c + oc];
-                            }
-                        }
-                        if (bias) acc += bias[oc];
-                        acc = requantize(acc, multipliers[oc], shifts[oc], p->output_offset);
-                        out[oc] = clamp_to_s8(acc, p->act_min, p->act_max);
-                    }
-                }
+                depthwise_pixel(p, batch_in, in_y0, ox * p->stride_w - p->pad_left, filter, bias,
+                                multipliers, shifts, range,
+                                output + ((b * p->out_h + oy) * p->out_w + ox) * p->out_c);
             }
         }
     }

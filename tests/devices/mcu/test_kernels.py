@@ -103,24 +103,6 @@ def test_conv2d_per_channel_matches_litert(tmp_path: Path, case: tuple) -> None:
     _check(tmp_path, model, shape, seed=len(CONV_CASES))
 
 
-@pytest.mark.qemu_system
-def test_conv2d_simd_kernels_on_cortex_m4_match_litert(tmp_path: Path) -> None:
-    """Every convolution case as one SIMD firmware per case."""
-    from devices.mcu.protocol import parse_output
-    from devices.mcu.qemu_runner import run_firmware
-    from devices.mcu.toolchain import build_firmware
-
-    for index, (model, shape) in enumerate(_conv_model(case) for case in CONV_CASES):
-        path = tmp_path / f"conv{index}.tflite"
-        path.write_bytes(model)
-        inputs = np.random.default_rng(index).integers(
-            -128, 128, (2, int(np.prod(shape)))).astype(np.int8)
-        generated = generate_sources(path, tmp_path / f"src{index}", inputs=inputs)
-        firmware = build_firmware(generated, tmp_path / f"build{index}", simd=True)
-        board = parse_output(run_firmware(firmware.elf, "mps2-an386", 60)).output_matrix()
-        assert np.array_equal(board, reference_outputs(model, inputs)), f"case {index}"
-
-
 DEPTHWISE_CASES = [
     # (height, width, in_c, multiplier, kernel, stride, padding, dilation, activation)
     (8, 8, 3, 1, (3, 3), (1, 1), SAME, (1, 1), RELU),
@@ -128,11 +110,11 @@ DEPTHWISE_CASES = [
     (8, 7, 7, 1, (5, 5), (1, 1), VALID, (1, 1), RELU6),
     (8, 8, 4, 3, (3, 3), (1, 1), SAME, (2, 2), NONE),
     (6, 10, 9, 1, (2, 3), (2, 1), VALID, (1, 1), RELU),
+    (7, 7, 12, 1, (3, 3), (2, 2), SAME, (1, 1), NONE),  # four-channel groups, borders
 ]
 
 
-@pytest.mark.parametrize("case", DEPTHWISE_CASES, ids=lambda c: "x".join(map(str, c[:5])))
-def test_depthwise_conv2d_matches_litert(tmp_path: Path, case: tuple) -> None:
+def _depthwise_model(case: tuple) -> tuple[bytes, tuple[int, ...]]:
     height, width, in_c, multiplier, kernel, stride, padding, dilation, activation = case
     rng = np.random.default_rng(hash(case) % 2**32)
     out_c = in_c * multiplier
@@ -143,8 +125,33 @@ def test_depthwise_conv2d_matches_litert(tmp_path: Path, case: tuple) -> None:
     output = _activation_tensor(rng, "out", (1, out_h, out_w, out_c))
     op = fb.OpSpec(OP.DEPTHWISE_CONV_2D, (0, 1, 2), (3,), OPTIONS.DepthwiseConv2DOptions,
                    fb.depthwise_options(padding, stride, multiplier, activation, dilation))
-    model = fb.build_model([source, weights, bias, output], [op], [0], [3])
-    _check(tmp_path, model, source.shape, seed=7)
+    return fb.build_model([source, weights, bias, output], [op], [0], [3]), source.shape
+
+
+@pytest.mark.parametrize("case", DEPTHWISE_CASES, ids=lambda c: "x".join(map(str, c[:5])))
+def test_depthwise_conv2d_matches_litert(tmp_path: Path, case: tuple) -> None:
+    model, shape = _depthwise_model(case)
+    _check(tmp_path, model, shape, seed=7)
+
+
+@pytest.mark.qemu_system
+def test_simd_kernels_on_cortex_m4_match_litert(tmp_path: Path) -> None:
+    """Every convolution and depthwise case as one SIMD firmware per case."""
+    from devices.mcu.protocol import parse_output
+    from devices.mcu.qemu_runner import run_firmware
+    from devices.mcu.toolchain import build_firmware
+
+    models = [*(_conv_model(case) for case in CONV_CASES),
+              *(_depthwise_model(case) for case in DEPTHWISE_CASES)]
+    for index, (model, shape) in enumerate(models):
+        path = tmp_path / f"op{index}.tflite"
+        path.write_bytes(model)
+        inputs = np.random.default_rng(index).integers(
+            -128, 128, (2, int(np.prod(shape)))).astype(np.int8)
+        generated = generate_sources(path, tmp_path / f"src{index}", inputs=inputs)
+        firmware = build_firmware(generated, tmp_path / f"build{index}", simd=True)
+        board = parse_output(run_firmware(firmware.elf, "mps2-an386", 60)).output_matrix()
+        assert np.array_equal(board, reference_outputs(model, inputs)), f"case {index}"
 
 
 @pytest.mark.parametrize("per_channel", [False, True], ids=["per_tensor", "per_channel"])
