@@ -217,6 +217,10 @@ def emit_average_pool(ctx: EmitContext, op: Operator) -> EmittedOp:
     return _pool(ctx, op, "mcu_average_pool_s8")
 
 
+ADD_TABLE_ENTRIES = 512  # int32: each input's 256 rescaled values (mcu_add_s8)
+ADD_TABLE_MIN_ELEMENTS = 1024
+
+
 @emitter("ADD")
 def emit_add(ctx: EmitContext, op: Operator) -> EmittedOp:
     graph = ctx.graph
@@ -228,10 +232,13 @@ def emit_add(ctx: EmitContext, op: Operator) -> EmittedOp:
     params = {"size": output.elements, **add_parameters(first, second, output),
               "act_min": act_min, "act_max": act_max}
     name = f"op{op.index}"
+    tables = output.elements >= ADD_TABLE_MIN_ELEMENTS  # 512 table entries pay off
     return EmittedOp(
         [struct_initialiser("mcu_add_params", f"{name}_params", params)],
         f"mcu_add_s8(&{name}_params, {ctx.tensor_ref(op.inputs[0])}, "
-        f"{ctx.tensor_ref(op.inputs[1])}, {ctx.tensor_ref(op.outputs[0])});",
+        f"{ctx.tensor_ref(op.inputs[1])}, {ctx.tensor_ref(op.outputs[0])}, "
+        f"{'(int32_t *)(void *)mcu_scratch' if tables else '0'});",
+        scratch_int16=2 * ADD_TABLE_ENTRIES if tables else 0,
     )
 
 

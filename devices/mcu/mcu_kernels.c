@@ -214,25 +214,33 @@ static inline void dot_tile_2x2(const int16_t *patches, const int8_t *weights,
                                 int32_t groups, int32_t *acc) {
     int32_t sum_aa = 0, sum_ab = 0, sum_ba = 0, sum_bb = 0;
 #if MCU_SIMD
-    const int16_t *patch_end = patches + 8 * groups;
-    while (patches < patch_end) {
-        uint32_t a_even, a_odd, b_even, b_odd, weights_a, weights_b, even;
-        LOAD_PAIR_ADVANCE(a_even, a_odd, patches);
-        LOAD_PAIR_ADVANCE(b_even, b_odd, patches);
-        LOAD_PAIR_ADVANCE(weights_a, weights_b, weights);
-        even = __sxtb16(weights_a);
-        weights_a = sxtb16_odd(weights_a);
-        sum_aa = __smlad(even, a_even, sum_aa);
-        sum_ba = __smlad(even, b_even, sum_ba);
-        sum_aa = __smlad(weights_a, a_odd, sum_aa);
-        sum_ba = __smlad(weights_a, b_odd, sum_ba);
-        even = __sxtb16(weights_b);
-        weights_b = sxtb16_odd(weights_b);
-        sum_ab = __smlad(even, a_even, sum_ab);
-        sum_bb = __smlad(even, b_even, sum_bb);
-        sum_ab = __smlad(weights_b, a_odd, sum_ab);
-        sum_bb = __smlad(weights_b, b_odd, sum_bb);
+/* one group of four taps: three LDRDs, four SXTB16s, eight SMLADs */
+#define TILE_GROUP()                                                                    \
+    do {                                                                                \
+        uint32_t a_even, a_odd, b_even, b_odd, weights_a, weights_b, even;              \
+        LOAD_PAIR_ADVANCE(a_even, a_odd, patches);                                      \
+        LOAD_PAIR_ADVANCE(b_even, b_odd, patches);                                      \
+        LOAD_PAIR_ADVANCE(weights_a, weights_b, weights);                               \
+        even = __sxtb16(weights_a);                                                     \
+        weights_a = sxtb16_odd(weights_a);                                              \
+        sum_aa = __smlad(even, a_even, sum_aa);                                         \
+        sum_ba = __smlad(even, b_even, sum_ba);                                         \
+        sum_aa = __smlad(weights_a, a_odd, sum_aa);                                     \
+        sum_ba = __smlad(weights_a, b_odd, sum_ba);                                     \
+        even = __sxtb16(weights_b);                                                     \
+        weights_b = sxtb16_odd(weights_b);                                              \
+        sum_ab = __smlad(even, a_even, sum_ab);                                         \
+        sum_bb = __smlad(even, b_even, sum_bb);                                         \
+        sum_ab = __smlad(weights_b, a_odd, sum_ab);                                     \
+        sum_bb = __smlad(weights_b, b_odd, sum_bb);                                     \
+    } while (0)
+    const int16_t *pairs_end = patches + 16 * (groups >> 1);
+    while (patches < pairs_end) { /* two groups per turn halve the loop's own cost */
+        TILE_GROUP();
+        TILE_GROUP();
     }
+    if (groups & 1) TILE_GROUP();
+#undef TILE_GROUP
 #else
     int32_t group, t;
     for (group = 0; group < groups; ++group, patches += 8, weights += 8) {
@@ -693,21 +701,42 @@ void mcu_average_pool_s8(const mcu_pool_params *p, const int8_t *input, int8_t *
 
 /* ---- elementwise ------------------------------------------------------------------- */
 
+/* An input of ADD rescaled to the common scale: TFLite's left shift, then multiply. */
+static int32_t add_input(int32_t value, int32_t offset, int32_t left_shift, int32_t multiplier,
+                         int32_t shift) {
+    return multiply_smaller_than_one((int32_t)((uint32_t)(value + offset) << left_shift),
+                                     multiplier, shift);
+}
+
+/* With `tables` (2 x 256 int32 of scratch, or NULL), each input's 256 possible rescaled
+ * values are computed once per call, and each element costs two table reads and the output
+ * requantization instead of three fixed-point multiplies. */
 void mcu_add_s8(const mcu_add_params *p, const int8_t *input1, const int8_t *input2,
-                int8_t *output) {
+                int8_t *output, int32_t *tables) {
+    const output_range range = {p->output_offset, p->act_min, p->act_max,
+                                p->act_min == -128 && p->act_max == 127};
     int32_t i;
+    if (tables) {
+        int32_t *first = tables + 128, *second = tables + 256 + 128;
+        for (i = -128; i < 128; ++i) {
+            first[i] = add_input(i, p->input1_offset, p->left_shift, p->input1_multiplier,
+                                 p->input1_shift);
+            second[i] = add_input(i, p->input2_offset, p->left_shift, p->input2_multiplier,
+                                  p->input2_shift);
+        }
+        for (i = 0; i < p->size; ++i) {
+            output[i] = requantize_one(first[input1[i]] + second[input2[i]],
+                                       p->output_multiplier, p->output_shift, range);
+        }
+        return;
+    }
     for (i = 0; i < p->size; ++i) {
-        const int32_t shifted1 = (int32_t)((uint32_t)(input1[i] + p->input1_offset)
-                                           << p->left_shift);
-        const int32_t shifted2 = (int32_t)((uint32_t)(input2[i] + p->input2_offset)
-                                           << p->left_shift);
-        const int32_t scaled1 =
-            multiply_smaller_than_one(shifted1, p->input1_multiplier, p->input1_shift);
-        const int32_t scaled2 =
-            multiply_smaller_than_one(shifted2, p->input2_multiplier, p->input2_shift);
-        const int32_t sum = multiply_smaller_than_one(scaled1 + scaled2, p->output_multiplier,
-                                                      p->output_shift) + p->output_offset;
-        output[i] = clamp_to_s8(sum, p->act_min, p->act_max);
+        const int32_t sum =
+            add_input(input1[i], p->input1_offset, p->left_shift, p->input1_multiplier,
+                      p->input1_shift) +
+            add_input(input2[i], p->input2_offset, p->left_shift, p->input2_multiplier,
+                      p->input2_shift);
+        output[i] = requantize_one(sum, p->output_multiplier, p->output_shift, range);
     }
 }
 

@@ -88,8 +88,10 @@ void mcu_fully_connected_s8(const mcu_fc_params *p, const int8_t *input, const i
                             const int32_t *shifts, int8_t *output, int16_t *scratch);
 void mcu_max_pool_s8(const mcu_pool_params *p, const int8_t *input, int8_t *output);
 void mcu_average_pool_s8(const mcu_pool_params *p, const int8_t *input, int8_t *output);
+/* `tables`: 512 int32 of scratch for the per-input lookup tables (worth it from about a
+ * thousand elements), or NULL. */
 void mcu_add_s8(const mcu_add_params *p, const int8_t *input1, const int8_t *input2,
-                int8_t *output);
+                int8_t *output, int32_t *tables);
 void mcu_mean_s8(const mcu_mean_params *p, const int8_t *input, int8_t *output);
 void mcu_pad_s8(const mcu_pad_params *p, const int8_t *input, int8_t *output);
 void mcu_requantize_s8(const mcu_requantize_params *p, const int8_t *input, int8_t *output);
