@@ -205,7 +205,8 @@ def test_pooling_matches_litert(tmp_path: Path, kind: str, case: tuple) -> None:
 
 
 @pytest.mark.parametrize("activation", [NONE, RELU, RELU6])
-@pytest.mark.parametrize("shape", [(1, 5, 5, 3), (1, 17), (1, 4, 4, 8)])
+# (1, 16, 16, 8): 2,048 elements, past the size from which ADD uses its lookup tables
+@pytest.mark.parametrize("shape", [(1, 5, 5, 3), (1, 17), (1, 4, 4, 8), (1, 16, 16, 8)])
 def test_add_matches_litert(tmp_path: Path, shape: tuple[int, ...], activation: int) -> None:
     """Two graph inputs cannot be fed separately to model_invoke, so the second operand is
     the first one after a 1x1 depthwise conv (a residual branch)."""
