@@ -1,7 +1,7 @@
 """Instructions per MAC of int8 ResNet-8 (MLPerf Tiny shape, 32x32x3, 10 classes) on the
 emulated Cortex-M4 with and without the SIMD (SMLAD) kernels, and on the Cortex-M7.
 
-    .venv/bin/python benchmarks/mcu_instructions.py [--width 1.0] [--layers]
+    .venv/bin/python benchmarks/mcu_instructions.py [--model resnet8] [--width 1.0] [--layers]
 
 Counts are exact (qemu -icount shift=0); weights are random, which does not change the
 instruction count of these data-independent kernels. For reference, MLPerf Tiny results
@@ -31,20 +31,24 @@ from devices.runtimes import quantize_input
 MACHINES = {"cortex-m4": "mps2-an386", "cortex-m7": "mps2-an500"}
 
 
-def convert_resnet8(width: float, folder: Path) -> tuple[Path, np.ndarray]:
+INPUT_SHAPES = {"resnet8": (32, 32, 3), "ds_cifar": (32, 32, 3), "seed_student": (28, 28, 1)}
+
+
+def convert(name: str, width: float, folder: Path) -> tuple[Path, np.ndarray]:
     from devices.tf_env import tf
     from models.registry import create_model
 
     tf.keras.utils.set_random_seed(0)
-    model = create_model("resnet8", (32, 32, 3), 10, width=width)
-    samples = np.random.default_rng(0).uniform(0, 1, (16, 32, 32, 3)).astype(np.float32)
+    shape = INPUT_SHAPES[name]
+    model = create_model(name, shape, 10, width=width)
+    samples = np.random.default_rng(0).uniform(0, 1, (16, *shape)).astype(np.float32)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([s[None]] for s in samples)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
-    path = folder / "resnet8_int8.tflite"
+    path = folder / f"{name}_int8.tflite"
     path.write_bytes(converter.convert())
     return path, samples[:2]
 
@@ -65,19 +69,20 @@ def run(generated, model: Path, folder: Path, cpu: str, simd: bool, expected: np
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=sorted(INPUT_SHAPES), default="resnet8")
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--layers", action="store_true", help="print the Cortex-M4 SIMD "
                         "build's instructions per layer")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temp:
         folder = Path(temp)
-        model, samples = convert_resnet8(args.width, folder)
+        model, samples = convert(args.model, args.width, folder)
         macs = analyse(model, None, None).macs
         generated = generate_sources(model, folder / "model", inputs=samples)
         quantized = quantize_input(samples, generated.input_scale, generated.input_zero_point,
                                    np.int8).reshape(len(samples), -1)
         expected = reference_outputs(model, quantized)
-        print(f"resnet8 width {args.width:g} int8: {macs:,} MACs per inference; every build "
+        print(f"{args.model} width {args.width:g} int8: {macs:,} MACs per inference; every build "
               "below is bit-exact with LiteRT's reference kernels")
         for cpu, simd in (("cortex-m4", False), ("cortex-m4", True), ("cortex-m7", True)):
             count, rows = run(generated, model, folder, cpu, simd, expected)
