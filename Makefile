@@ -30,7 +30,14 @@ export EDGE_WORKERS = $(value WORKERS)
 export EDGE_DEPLOY_TARGETS = $(if $(filter command line,$(origin TARGETS)),$(value TARGETS),$(value TARGET))
 NEEDS_SYSROOT = $(if $(filter rpi-emu,$(EDGE_DEPLOY_TARGETS)),emu-sysroot)
 
-.PHONY: setup emu-sysroot run train-cluster deploy artifacts profile check report study advise targets models test lint clean
+.PHONY: help setup emu-sysroot run train-cluster deploy artifacts profile check report study advise targets models test lint clean distclean
+# The CLI reads EDGE_SET only when this marker says make set it: a leftover shell variable
+# must not change a config (and its cache keys) silently.
+export EDGE_FROM_MAKE = 1
+
+help: ## list the targets, one line each
+	@grep -E '^[a-z-]+:.*## ' $(firstword $(MAKEFILE_LIST)) | sed -E 's/^([a-z-]+):.*## /\1\t/' | \
+	  awk -F '\t' '{ printf "  %-14s %s\n", $$1, $$2 }'
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,53 +45,58 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed ## create .venv and install the project (every target does this first)
 
-run: setup
+run: setup ## run the training and compression stages (cached in build/cache)
 	$(PIPELINE) run --config "$$EDGE_CONFIG"
 
-deploy: setup $(NEEDS_SYSROOT)
+deploy: setup $(NEEDS_SYSROOT) ## every stage, bundle, profile and budget check: TARGET=host|rpi|phone|mcu|… or TARGETS="…"
 	$(PIPELINE) deploy --targets "$$EDGE_DEPLOY_TARGETS" --config "$$EDGE_CONFIG"
 
-artifacts: setup
+artifacts: setup ## build the bundles in dist/ for TARGETS without profiling
 	$(PIPELINE) artifacts --targets "$$EDGE_TARGETS" --config "$$EDGE_CONFIG"
 
-profile: setup
+profile: setup ## profile dist/TARGET on its device
 	$(PIPELINE) profile --target "$$EDGE_TARGET" --config "$$EDGE_CONFIG"
 
-check: setup
+check: setup ## check dist/TARGET/latency_report.json against the budget [BASELINE=… MAX_REGRESSION=…]
 	$(PIPELINE) check --target "$$EDGE_TARGET" --config "$$EDGE_CONFIG" \
 	  $${EDGE_BASELINE:+--baseline "$$EDGE_BASELINE"} \
 	  $${EDGE_MAX_REGRESSION:+--max-regression "$$EDGE_MAX_REGRESSION"} \
 	  $${EDGE_CHECK_FORMAT:+--format "$$EDGE_CHECK_FORMAT"}
 
-report: setup
+report: setup ## cross-target report from dist/ (report.md, .json, .html, plots)
 	$(PIPELINE) report
 
 # `make study TARGET=mcu` or TARGETS="host mcu" (the same rule as deploy)
-study: setup $(NEEDS_SYSROOT)
+study: setup $(NEEDS_SYSROOT) ## distil or prune? every arm, level and seed, measured on TARGET(S)
 	$(PIPELINE) study --targets "$$EDGE_DEPLOY_TARGETS" --config "$$EDGE_CONFIG"
 
-advise: setup
+advise: setup ## the study's one-line answer for TARGET
 	$(PIPELINE) advise --target "$$EDGE_TARGET" --config "$$EDGE_CONFIG"
 
-emu-sysroot: setup
+emu-sysroot: setup ## aarch64 sysroot for the rpi-emu target (qemu-user)
 	$(BIN)/python devices/emu/build_sysroot.py
 
-targets: setup
+targets: setup ## list the target profiles and what each needs
 	$(PIPELINE) targets
 
-train-cluster: setup
+train-cluster: setup ## train with multi-worker on WORKERS local processes
 	$(PIPELINE) cluster --workers "$$EDGE_WORKERS" --config "$$EDGE_CONFIG"
 
-models: setup
+models: setup ## list the model zoo
 	$(PIPELINE) models
 
-test: setup
+test: setup ## run the test suite [PYTEST_ARGS=…]
 	$(BIN)/python -m pytest $(PYTEST_ARGS)  # developer flags, not data
 
-lint: setup
+lint: setup ## ruff over the code
 	$(BIN)/ruff check pipeline models devices tests benchmarks
 
-clean:
-	rm -rf build dist .pytest_cache .ruff_cache
+clean: ## remove dist/ and build/ scratch, keeping the trained stages in build/cache
+	@find build -mindepth 1 -maxdepth 1 ! -name cache -exec rm -rf {} + 2>/dev/null || true
+	rm -rf dist .pytest_cache .ruff_cache
+	@[ ! -d build/cache ] || echo "kept build/cache (the trained stages): make distclean removes it"
+
+distclean: clean ## clean, and remove the stage cache and the virtual environment too
+	rm -rf build $(VENV)

