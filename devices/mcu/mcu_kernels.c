@@ -214,25 +214,25 @@ static inline void dot_tile_2x2(const int16_t *patches, const int8_t *weights,
                                 int32_t groups, int32_t *acc) {
     int32_t sum_aa = 0, sum_ab = 0, sum_ba = 0, sum_bb = 0;
 #if MCU_SIMD
-/* one group of four taps: three LDRDs, four SXTB16s, eight SMLADs */
+/* one channel's weight word against both pixels' patch words: two SXTB16s, four SMLADs */
+#define TILE_CHANNEL(word, sum_a, sum_b)                                                \
+    do {                                                                                \
+        even = __sxtb16(word);                                                          \
+        word = sxtb16_odd(word);                                                        \
+        sum_a = __smlad(even, a_even, sum_a);                                           \
+        sum_b = __smlad(even, b_even, sum_b);                                           \
+        sum_a = __smlad(word, a_odd, sum_a);                                            \
+        sum_b = __smlad(word, b_odd, sum_b);                                            \
+    } while (0)
+/* one group of four taps: three LDRDs, then each channel */
 #define TILE_GROUP()                                                                    \
     do {                                                                                \
         uint32_t a_even, a_odd, b_even, b_odd, weights_a, weights_b, even;              \
         LOAD_PAIR_ADVANCE(a_even, a_odd, patches);                                      \
         LOAD_PAIR_ADVANCE(b_even, b_odd, patches);                                      \
         LOAD_PAIR_ADVANCE(weights_a, weights_b, weights);                               \
-        even = __sxtb16(weights_a);                                                     \
-        weights_a = sxtb16_odd(weights_a);                                              \
-        sum_aa = __smlad(even, a_even, sum_aa);                                         \
-        sum_ba = __smlad(even, b_even, sum_ba);                                         \
-        sum_aa = __smlad(weights_a, a_odd, sum_aa);                                     \
-        sum_ba = __smlad(weights_a, b_odd, sum_ba);                                     \
-        even = __sxtb16(weights_b);                                                     \
-        weights_b = sxtb16_odd(weights_b);                                              \
-        sum_ab = __smlad(even, a_even, sum_ab);                                         \
-        sum_bb = __smlad(even, b_even, sum_bb);                                         \
-        sum_ab = __smlad(weights_b, a_odd, sum_ab);                                     \
-        sum_bb = __smlad(weights_b, b_odd, sum_bb);                                     \
+        TILE_CHANNEL(weights_a, sum_aa, sum_ba);                                        \
+        TILE_CHANNEL(weights_b, sum_ab, sum_bb);                                        \
     } while (0)
     const int16_t *pairs_end = patches + 16 * (groups >> 1);
     while (patches < pairs_end) { /* two groups per turn halve the loop's own cost */
@@ -241,6 +241,7 @@ static inline void dot_tile_2x2(const int16_t *patches, const int8_t *weights,
     }
     if (groups & 1) TILE_GROUP();
 #undef TILE_GROUP
+#undef TILE_CHANNEL
 #else
     int32_t group, t;
     for (group = 0; group < groups; ++group, patches += 8, weights += 8) {
@@ -592,43 +593,21 @@ void mcu_fully_connected_s8(const mcu_fc_params *p, const int8_t *input, const i
 
 /* ---- pooling ------------------------------------------------------------------------ */
 
-static void pool_s8(const mcu_pool_params *p, const int8_t *input, int8_t *output,
-                    int is_max) {
-    int32_t b, oy, ox, c, fy, fx;
-    for (b = 0; b < p->batches; ++b) {
-        for (oy = 0; oy < p->out_h; ++oy) {
-            const int32_t in_y0 = oy * p->stride_h - p->pad_top;
-            const int32_t fy_start = max_i32(0, -in_y0);
-            const int32_t fy_end = min_i32(p->k_h, p->in_h - in_y0);
-            for (ox = 0; ox < p->out_w; ++ox) {
-                const int32_t in_x0 = ox * p->stride_w - p->pad_left;
-                const int32_t fx_start = max_i32(0, -in_x0);
-                const int32_t fx_end = min_i32(p->k_w, p->in_w - in_x0);
-                for (c = 0; c < p->channels; ++c) {
-                    int32_t acc = is_max ? -128 : 0;
-                    int32_t count = 0;
-                    for (fy = fy_start; fy < fy_end; ++fy) {
-                        for (fx = fx_start; fx < fx_end; ++fx) {
-                            const int32_t value =
-                                input[((b * p->in_h + in_y0 + fy) * p->in_w + in_x0 + fx) *
-                                          p->channels + c];
-                            if (is_max) {
-                                acc = max_i32(acc, value);
-                            } else {
-                                acc += value;
-                            }
-                            ++count;
-                        }
-                    }
-                    if (!is_max && count > 0) {
-                        acc = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
-                    }
-                    output[((b * p->out_h + oy) * p->out_w + ox) * p->channels + c] =
-                        clamp_to_s8(acc, p->act_min, p->act_max);
-                }
-            }
-        }
-    }
+/* The in-bounds taps of output pixel (oy, ox)'s window: [fy_start, fy_end) x
+ * [fx_start, fx_end), and the window's top-left input pixel. */
+typedef struct {
+    int32_t in_y0, in_x0, fy_start, fy_end, fx_start, fx_end;
+} pool_window;
+
+static pool_window window_of(const mcu_pool_params *p, int32_t oy, int32_t ox) {
+    pool_window window;
+    window.in_y0 = oy * p->stride_h - p->pad_top;
+    window.in_x0 = ox * p->stride_w - p->pad_left;
+    window.fy_start = first_tap_inside(window.in_y0, 1);
+    window.fy_end = taps_until(window.in_y0, 1, p->k_h, p->in_h);
+    window.fx_start = first_tap_inside(window.in_x0, 1);
+    window.fx_end = taps_until(window.in_x0, 1, p->k_w, p->in_w);
+    return window;
 }
 
 #if MCU_SIMD
@@ -665,18 +644,13 @@ void mcu_max_pool_s8(const mcu_pool_params *p, const int8_t *input, int8_t *outp
     for (b = 0; b < p->batches; ++b) {
         const int8_t *batch_in = input + b * p->in_h * p->in_w * channels;
         for (oy = 0; oy < p->out_h; ++oy) {
-            const int32_t in_y0 = oy * p->stride_h - p->pad_top;
-            const int32_t fy_start = max_i32(0, -in_y0);
-            const int32_t fy_end = min_i32(p->k_h, p->in_h - in_y0);
             for (ox = 0; ox < p->out_w; ++ox) {
-                const int32_t in_x0 = ox * p->stride_w - p->pad_left;
-                const int32_t fx_start = max_i32(0, -in_x0);
-                const int32_t fx_end = min_i32(p->k_w, p->in_w - in_x0);
+                const pool_window w = window_of(p, oy, ox);
                 int8_t *out = output + ((b * p->out_h + oy) * p->out_w + ox) * channels;
                 int32_t first = 1;
-                for (fy = fy_start; fy < fy_end; ++fy) {
-                    const int8_t *row = batch_in + ((in_y0 + fy) * p->in_w + in_x0) * channels;
-                    for (fx = fx_start; fx < fx_end; ++fx, first = 0) {
+                for (fy = w.fy_start; fy < w.fy_end; ++fy) {
+                    const int8_t *row = batch_in + ((w.in_y0 + fy) * p->in_w + w.in_x0) * channels;
+                    for (fx = w.fx_start; fx < w.fx_end; ++fx, first = 0) {
                         if (first) {
                             memcpy(out, row + fx * channels, (size_t)channels);
                         } else {
@@ -695,8 +669,34 @@ void mcu_max_pool_s8(const mcu_pool_params *p, const int8_t *input, int8_t *outp
     }
 }
 
+/* TFLite's int8 AVERAGE_POOL_2D: the in-bounds taps' sum divided by their count, rounded
+ * half away from zero, then the activation clamp. */
 void mcu_average_pool_s8(const mcu_pool_params *p, const int8_t *input, int8_t *output) {
-    pool_s8(p, input, output, 0);
+    const int32_t channels = p->channels;
+    int32_t b, oy, ox, c, fy, fx;
+    for (b = 0; b < p->batches; ++b) {
+        const int8_t *batch_in = input + b * p->in_h * p->in_w * channels;
+        for (oy = 0; oy < p->out_h; ++oy) {
+            for (ox = 0; ox < p->out_w; ++ox) {
+                const pool_window w = window_of(p, oy, ox);
+                const int32_t count = (w.fy_end - w.fy_start) * (w.fx_end - w.fx_start);
+                int8_t *out = output + ((b * p->out_h + oy) * p->out_w + ox) * channels;
+                for (c = 0; c < channels; ++c) {
+                    int32_t sum = 0;
+                    for (fy = w.fy_start; fy < w.fy_end; ++fy) {
+                        for (fx = w.fx_start; fx < w.fx_end; ++fx) {
+                            sum += batch_in[((w.in_y0 + fy) * p->in_w + w.in_x0 + fx) * channels +
+                                            c];
+                        }
+                    }
+                    if (count > 0) {
+                        sum = sum > 0 ? (sum + count / 2) / count : (sum - count / 2) / count;
+                    }
+                    out[c] = clamp_to_s8(sum, p->act_min, p->act_max);
+                }
+            }
+        }
+    }
 }
 
 /* ---- elementwise ------------------------------------------------------------------- */
