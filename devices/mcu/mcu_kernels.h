@@ -1,8 +1,10 @@
 /* int8 kernels bit-exact with TFLite's reference kernels (portable C99).
  *
- * Compile with -DMCU_USE_SIMD on a core with the DSP extension (Cortex-M4/M7) to use
- * dual 16-bit multiply-accumulates (SMLAD) in the conv and fully connected inner loops;
- * results are identical because every sum is exact integer arithmetic.
+ * Compile with -DMCU_USE_SIMD on a core with the DSP extension (Cortex-M4/M7) to use its
+ * SIMD instructions (SMLAD, SMLABB/SMLATT, SXTB16, QADD, SSAT, SSUB8/SEL) in the conv,
+ * depthwise, fully connected and pooling loops; results are identical, every step being
+ * exact integer arithmetic. CONV_2D filters arrive in the pair-interleaved layout the code
+ * generator writes (devices/mcu/layout.py).
  */
 #ifndef MCU_KERNELS_H
 #define MCU_KERNELS_H
