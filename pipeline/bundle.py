@@ -18,8 +18,8 @@ from devices.artifact_kinds import format_of
 from devices.bundle import INPUTS, LABELS, MANIFEST, MANIFEST_SCHEMA, Manifest, file_records
 from devices.errors import ArtifactError, ExportError
 from devices.fsutil import atomic_directory, atomic_write_json, child_folder
-from pipeline import __version__
 from pipeline.conversion.tflite_inspect import io_quantization
+from pipeline.version import __version__
 
 REQUIRED_FIELDS = ("config_fingerprint", "dataset")
 

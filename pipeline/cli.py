@@ -22,8 +22,8 @@ from devices.errors import (
     as_pipeline_error,
     write_traceback,
 )
-from pipeline import __version__
 from pipeline.config import PipelineConfig, load_config
+from pipeline.version import __version__
 
 Command = Callable[[argparse.Namespace], int]
 TERMINATED_EXIT = 128 + signal.SIGTERM  # 143, the shell's code for a TERM-killed process

@@ -18,7 +18,6 @@ from devices.fsutil import LOCK_FOLDER, exclusive_lock
 from devices.profiles import load_profile
 from devices.registry import adapter_class
 from devices.runtimes import load_tflite_interpreter, run_onnx, run_tflite
-from pipeline import __version__
 from pipeline.bundle import write_bundle
 from pipeline.config import PipelineConfig
 from pipeline.distribute import cluster_role
@@ -28,6 +27,7 @@ from pipeline.runner import Runner, RunResult
 from pipeline.stages.export import ExportResult
 from pipeline.stages.validate import ValidateResult
 from pipeline.summary import stage_summary
+from pipeline.version import __version__
 
 METRIC_KEYS = ("model", "top1", "params", "macs", "bytes", "wall_time_s", "epochs_run",
                "history", "distribute")

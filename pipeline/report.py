@@ -20,12 +20,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import pipeline.plots as plots
 from devices.budget import read_report
 from devices.bundle import LATENCY_REPORT, MANIFEST, Manifest, read_manifest
 from devices.errors import ArtifactError
 from devices.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
 from devices.text import optional
-from pipeline import plots
 
 REPORT_SCHEMA = "edge-pipeline-report/1"
 # manifest metrics key -> label, in the order the pipeline produces them

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pipeline.flow as flow
 from devices.errors import CacheError, ConfigError
-from pipeline import flow
 from pipeline.cache import CacheEntry, StageCache, cache_key
 from pipeline.config import PipelineConfig, hashed_section
 from pipeline.data import Dataset, load_dataset

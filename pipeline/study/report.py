@@ -8,8 +8,8 @@ import datetime as _dt
 from pathlib import Path
 from typing import Any
 
+import pipeline.plots as plots
 from devices.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
-from pipeline import plots
 from pipeline.report import STUDY_FOLDER
 from pipeline.study.answer import ArmAtLevel, group
 from pipeline.study.arms import ARM_LABELS

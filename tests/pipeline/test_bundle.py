@@ -13,11 +13,11 @@ import pytest
 from devices.bundle import verify_bundle
 from devices.errors import ArtifactError, ExportError
 from devices.tf_env import keras
-from pipeline import __version__
 from pipeline.bundle import write_bundle
 from pipeline.config import ExportConfig, ValidateConfig
 from pipeline.stages.export import run_export
 from pipeline.stages.validate import run_validate
+from pipeline.version import __version__
 
 LABELS = ["zero", "one", "two"]
 FIELDS = {

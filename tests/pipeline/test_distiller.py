@@ -168,7 +168,7 @@ def test_teacher_view_decides_when_the_teacher_runs(view: str, teacher_calls: in
 def test_steps_per_execution_changes_no_weight(monkeypatch: pytest.MonkeyPatch) -> None:
     """Many steps per TensorFlow call are the same steps in the same order: the plain and
     the distilled loop end with the same weights, bit for bit, as one step per call."""
-    from pipeline import training
+    import pipeline.training as training
     from pipeline.config import DataConfig, StudentConfig, TeacherConfig
     from pipeline.data import load_dataset
     from pipeline.stages.train import build_for
