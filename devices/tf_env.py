@@ -7,8 +7,14 @@ Every module that needs TF does `from devices.tf_env import tf, keras`.
 
 import os
 
+from devices.tf_logs import TF_LOGS_VARIABLE
+
+TF_LOGS = os.environ.get(TF_LOGS_VARIABLE) == "1"  # --tf-logs
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if TF_LOGS:
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+else:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # oneDNN stays on (TensorFlow's default on x86): it trains about 2x faster on CPU and, with
 # op determinism below, repeats bit for bit on one machine (measured: the same weights'
 # sha256 run after run; tests/pipeline/test_cache_runner.py). Across CPUs nothing does.
@@ -16,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-tf.get_logger().setLevel("ERROR")
+tf.get_logger().setLevel("INFO" if TF_LOGS else "ERROR")
 # Same seed, same data -> the same model, run after run (costs nothing measurable on CPU).
 tf.config.experimental.enable_op_determinism()
 

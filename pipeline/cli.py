@@ -22,6 +22,7 @@ from devices.errors import (
     as_pipeline_error,
     write_traceback,
 )
+from devices.tf_logs import TF_LOGS_VARIABLE
 from pipeline.config import PipelineConfig, load_config
 from pipeline.version import __version__
 
@@ -267,6 +268,13 @@ def build_parser() -> argparse.ArgumentParser:
         "profile it on edge targets.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-q", "--quiet", action="store_true",
+                          help="no progress: results, warnings and errors only")
+    loudness.add_argument("-v", "--verbose", action="store_true",
+                          help="progress with each step's time")
+    parser.add_argument("--tf-logs", action="store_true",
+                        help="let TensorFlow's own logs through (silenced by default)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the training/compression stages (cached)")
@@ -359,8 +367,20 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated()
 
 
+def apply_output_options(args: argparse.Namespace) -> None:
+    """-q / -v for the pipeline's progress; --tf-logs lets TensorFlow's own logs through
+    (read by devices/tf_env.py, so it is set before TensorFlow is first imported)."""
+    from pipeline import progress
+
+    progress.set_verbosity(progress.QUIET if args.quiet else
+                           progress.VERBOSE if args.verbose else progress.NORMAL)
+    if args.tf_logs:
+        os.environ[TF_LOGS_VARIABLE] = "1"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    apply_output_options(args)
     handler: Command = args.handler
     signal.signal(signal.SIGTERM, _raise_terminated)
     try:

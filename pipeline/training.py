@@ -3,7 +3,6 @@ schedule, early stopping on validation accuracy, and plain or distilled fitting.
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +14,7 @@ from pipeline.config import AUGMENT_SHIFT_PIXELS, StudentConfig, TrainingSection
 from pipeline.data import Dataset
 from pipeline.distiller import Distiller, plain_cross_entropy
 from pipeline.distribute import replicas_in_sync
+from pipeline.progress import keras_verbose
 
 # Training steps per call into TensorFlow: the same steps in the same order (the weights
 # come out identical, tests/pipeline/test_distiller.py), without a trip through Python
@@ -152,7 +152,7 @@ def _fit(
     history = trainer.fit(
         train, validation_data=validation, epochs=epochs,
         callbacks=_callbacks(settings, callbacks) if has_validation else list(callbacks),
-        verbose=1 if sys.stdout.isatty() else 2,
+        verbose=keras_verbose(),
     )
     return TrainingHistory(
         epochs_run=len(history.epoch),

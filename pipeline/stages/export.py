@@ -26,6 +26,7 @@ from pipeline.conversion import onnx_inspect, tflite_inspect
 from pipeline.conversion.onnx_int8_schemes import ONNX_INT8_SCHEMES
 from pipeline.conversion.quantization import Quantization
 from pipeline.conversion.strip_wrappers import strip_training_wrappers
+from pipeline.progress import steps
 from pipeline.stage import Stage, StageContext, load_model
 
 STAGE_VERSION = "3"
@@ -247,7 +248,8 @@ def run_export(
     samples = representative_subset(representative, config.representative_samples, input_shape)
     planned, skipped = plan_exports(config)
     conversions = _Conversions(config, model, samples)
-    converted = {file: conversions.get(fmt, precision) for fmt, precision, file in planned}
+    converted = {file: conversions.get(fmt, precision)
+                 for fmt, precision, file in steps(planned, "export", (p[2] for p in planned))}
     out_dir = Path(out_dir)
     artifacts = []
     for artifact_format, precision, file in planned:

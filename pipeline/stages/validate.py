@@ -29,6 +29,7 @@ from pipeline.config import ValidateConfig
 from pipeline.conversion.onnx_converter import check_onnx
 from pipeline.conversion.onnx_inspect import onnx_precision
 from pipeline.conversion.tflite_inspect import tflite_precision
+from pipeline.progress import steps
 from pipeline.stage import Stage, StageContext, load_model
 from pipeline.stages.export import ExportResult
 
@@ -221,7 +222,7 @@ def run_validate(
     reference = np.asarray(model.predict(x_test, batch_size=KERAS_BATCH, verbose=0), np.float32)
     keras_correct = int(np.sum(reference.argmax(axis=1) == np.asarray(y_test)))
     results = []
-    for exported in export.artifacts:
+    for exported in steps(export.artifacts, "validate", (a.file for a in export.artifacts)):
         path = Path(artifacts_dir) / exported.file
         _check_unchanged(path, exported.sha256)
         metrics = validate_artifact(path, x_test, y_test, reference)

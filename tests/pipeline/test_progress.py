@@ -1,0 +1,98 @@
+"""Progress inside the long stages, as a user sees it: a rich bar on a terminal (run under a
+real pseudo-terminal), one line per step in CI logs (`CI=true`, output to a pipe), nothing
+with -q; and --tf-logs lets TensorFlow's own logs through."""
+
+from __future__ import annotations
+
+import os
+import pty
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TINY_OVERRIDES
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+RECOMPUTED = ("export", "validate")  # the stages with steps, recomputed in each run
+
+
+def _command(build: Path, *options: str) -> list[str]:
+    sets = [item for override in TINY_OVERRIDES for item in ("--set", override)]
+    return [sys.executable, "-m", "pipeline", *options, "artifacts", "--targets", "host",
+            "--build-dir", str(build), "--dist-dir", str(build.parent / "dist"), *sets]
+
+
+def _environment(**changes: str) -> dict[str, str]:
+    environment = {key: value for key, value in os.environ.items()
+                   if not key.startswith("EDGE_") and key != "CI"}
+    return {**environment, "PYTHONPATH": str(ROOT), **changes}
+
+
+@pytest.fixture
+def build(tiny_build: dict, tmp_path: Path) -> Path:
+    """The shared tiny build's cache without the export and validate entries."""
+    build = tmp_path / "build"
+    shutil.copytree(tiny_build["build_dir"], build)
+    for stage in RECOMPUTED:
+        shutil.rmtree(build / "cache" / stage)
+    return build
+
+
+def _in_a_terminal(command: list[str], environment: dict[str, str]) -> str:
+    pid, descriptor = pty.fork()
+    if pid == 0:  # the child: stdout is the terminal
+        os.execve(command[0], command, environment)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(descriptor, 65536)
+        except OSError:  # the terminal closed: the child exited
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, b"".join(chunks)[-2000:]
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+@pytest.mark.slow
+def test_a_ci_log_gets_one_line_per_step(build: Path) -> None:
+    result = subprocess.run(_command(build), cwd=ROOT, env=_environment(CI="true"),
+                            capture_output=True, text=True, check=True)
+    lines = result.stdout.splitlines()
+    for stage, last in (("export", "6/6 model_int8.onnx"), ("validate", "6/6 model_int8.onnx")):
+        steps = [line for line in lines if line.startswith(f"{stage:<10} ") and "/6 " in line]
+        assert [line.split()[1] for line in steps] == [f"{n}/6" for n in range(1, 7)], lines
+        assert steps[-1].endswith(last)
+    assert "\x1b[" not in result.stdout  # no terminal control codes in a log
+
+
+@pytest.mark.slow
+def test_a_terminal_gets_a_progress_bar(build: Path) -> None:
+    output = _in_a_terminal(_command(build), _environment(TERM="xterm"))
+    assert "━" in output and "\x1b[" in output  # rich's bar, redrawn in place
+    assert "export     1/6 " not in output  # not the log lines
+
+
+@pytest.mark.slow
+def test_quiet_shows_no_progress_and_still_the_results(build: Path) -> None:
+    result = subprocess.run(_command(build, "-q"), cwd=ROOT, env=_environment(CI="true"),
+                            capture_output=True, text=True, check=True)
+    assert "/6 " not in result.stdout
+    assert "export     computed" in result.stdout and "validate   computed" in result.stdout
+
+
+def test_tf_logs_let_tensorflow_speak() -> None:
+    probe = ("import os; import devices.tf_env as env; "
+             "print(env.TF_LOGS, os.environ['TF_CPP_MIN_LOG_LEVEL'], "
+             "env.tf.get_logger().level)")
+    run = [sys.executable, "-c", probe]
+    quiet = subprocess.run(run, env=_environment(), capture_output=True, text=True, check=True)
+    loud = subprocess.run(run, env=_environment(EDGE_TF_LOGS="1"), capture_output=True,
+                          text=True, check=True)
+    assert quiet.stdout.split() == ["False", "2", "40"]  # logging.ERROR
+    assert loud.stdout.split() == ["True", "0", "20"]  # logging.INFO
