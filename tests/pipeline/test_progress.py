@@ -91,8 +91,12 @@ def test_tf_logs_let_tensorflow_speak() -> None:
              "print(env.TF_LOGS, os.environ['TF_CPP_MIN_LOG_LEVEL'], "
              "env.tf.get_logger().level)")
     run = [sys.executable, "-c", probe]
-    quiet = subprocess.run(run, env=_environment(), capture_output=True, text=True, check=True)
-    loud = subprocess.run(run, env=_environment(EDGE_TF_LOGS="1"), capture_output=True,
-                          text=True, check=True)
+    inherited = {key: value for key, value in _environment().items()
+                 if key != "TF_CPP_MIN_LOG_LEVEL"}
+    quiet = subprocess.run(run, env=inherited, capture_output=True, text=True, check=True)
+    # --tf-logs wins over a level set in the environment
+    loud = subprocess.run(run, env={**inherited, "EDGE_TF_LOGS": "1",
+                                    "TF_CPP_MIN_LOG_LEVEL": "3"},
+                          capture_output=True, text=True, check=True)
     assert quiet.stdout.split() == ["False", "2", "40"]  # logging.ERROR
     assert loud.stdout.split() == ["True", "0", "20"]  # logging.INFO
