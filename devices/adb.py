@@ -72,6 +72,7 @@ class AdbConnection:
 class AdbAdapter(DeviceAdapter):
     name = "adb"
     Connection = AdbConnection
+    op_profile = True  # benchmark_model --enable_op_profiling
 
     def __init__(self, profile: TargetProfile) -> None:
         super().__init__(profile)

@@ -195,6 +195,9 @@ class DeviceAdapter(abc.ABC):
     # The device must reproduce the top-1 of LiteRT's "optimised" kernels, or, for C
     # kernels that are bit-exact with them, of LiteRT's "reference" kernels.
     accuracy_kernels: ClassVar[str] = "optimised"
+    # Whether the device can give a per-op table (`profile.op_profiling`); a target that
+    # cannot is refused when asked, not silently profiled without it.
+    op_profile: ClassVar[bool] = False
 
     @classmethod
     def bundle_extras(cls, artifact: Path, samples: Any, scratch: Path) -> list[Path]:

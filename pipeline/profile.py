@@ -13,6 +13,7 @@ from typing import Any
 from devices.base import TargetProfile
 from devices.budget import evaluate_budget, format_check_table
 from devices.bundle import TARGET_REPORT
+from devices.errors import ConfigError
 from devices.fsutil import atomic_write_text
 from devices.profiling import profile_target, settings_for
 from devices.registry import adapter_class
@@ -39,6 +40,11 @@ def profile_bundle(
         record_device_address=config.profile.record_device_address,
     )
     adapter = adapter_class(profile.adapter)
+    if config.profile.op_profiling and not adapter.op_profile:
+        raise ConfigError(
+            f"profile.op_profiling = true, but target {profile.name!r} ({profile.adapter}) "
+            "has no per-op profile (hint: the phone (adb) and the microcontrollers give one; "
+            "set profile.op_profiling = false for this target)")
     bundle = Path(dist_dir) / profile.name
     note = adapter.pre_profile_note(profile, bundle / profile.artifact_file)
     if note:

@@ -97,3 +97,11 @@ def test_make_clean_keeps_the_stage_cache_and_distclean_removes_it(tmp_path: Pat
     subprocess.run(["make", "--no-print-directory", "distclean"], cwd=checkout,
                    capture_output=True, text=True, check=True)
     assert not (checkout / "build").exists() and not (checkout / ".venv").exists()
+
+
+@pytest.mark.parametrize("target", ["host", "rpi"])
+def test_op_profiling_where_no_op_profile_exists_is_refused(target: str, tmp_path: Path) -> None:
+    result = _cli("profile", "--target", target, "--dist-dir", str(tmp_path),
+                  "--set", "profile.op_profiling=true")
+    assert result.returncode == 2, result.stderr
+    assert f"but target {target!r}" in result.stderr and "has no per-op profile" in result.stderr

@@ -32,6 +32,7 @@ class McuExtra:
 class McuAdapter(DeviceAdapter):
     Extra = McuExtra
     accuracy_kernels = "reference"
+    op_profile = True  # every run times each layer (devices/mcu/layer_profile.py)
 
     @classmethod
     def bundle_extras(cls, artifact: Path, samples: Any, scratch: Path) -> list[Path]:
