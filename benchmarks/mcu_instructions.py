@@ -3,8 +3,9 @@ emulated Cortex-M4 with and without the SIMD (SMLAD) kernels, and on the Cortex-
 
     .venv/bin/python benchmarks/mcu_instructions.py [--model resnet8] [--width 1.0] [--layers]
 
-Counts are exact (qemu -icount shift=0); weights are random, which does not change the
-instruction count of these data-independent kernels. For reference, MLPerf Tiny results
+Counts are exact (qemu -icount shift=0) and do not depend on the inputs; weights are
+random, which changes a count only through each channel's requantization shift (one outside
+1..23 takes the general rounding path). For reference, MLPerf Tiny results
 imply ~6.8 cycles/MAC for TFLite Micro's reference kernels and ~2.2 for an optimised
 library on a Cortex-M4.
 """
