@@ -30,10 +30,3 @@ def pair_interleaved(weights: np.ndarray) -> np.ndarray:
     groups = padded.reshape(-1, 2, padded.shape[1] // GROUP, GROUP)
     return groups.transpose(0, 2, 1, 3).reshape(-1)
 
-
-def unpack_pair_interleaved(flat: np.ndarray, out_channels: int, taps: int) -> np.ndarray:
-    """The inverse of `pair_interleaved` (for tests and for reading a bundle back)."""
-    width = padded_taps(taps)
-    groups = np.asarray(flat, dtype=np.int8).reshape(-1, width // GROUP, 2, GROUP)
-    rows = groups.transpose(0, 2, 1, 3).reshape(-1, width)
-    return rows[:out_channels, :taps]
