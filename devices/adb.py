@@ -1,12 +1,16 @@
 """The `adb` adapter (target `phone`): TFLite's `benchmark_model` on an Android device.
 
 Flow: `adb devices` (state check) -> `mktemp -d` under /data/local/tmp -> `adb push` the
-artifact and the benchmark_model binary -> sha256sum on the device -> `taskset MASK
-benchmark_model --graph=... --num_threads=... --num_runs=... --warmup_runs=...`
-(+ `--enable_op_profiling=true` when asked) -> parse its output -> `rm -rf` the folder.
+artifact, the benchmark_model binary and one raw input file per bundled sample -> sha256sum
+on the device -> `taskset MASK benchmark_model --graph=... --num_threads=... --num_runs=...
+--warmup_runs=...` (+ `--enable_op_profiling=true` when asked) -> parse its output -> the
+accuracy pass: benchmark_model once per sample with its input file, outputs appended to one
+file (devices/phone_samples.py) -> `adb pull` it, top-1 against the bundle's labels ->
+`rm -rf` the folder.
 
-benchmark_model measures latency and memory but not accuracy: the report's top1 is null and
-reference_top1 is the validation stage's number for the same artifact.
+The report: benchmark_model's own statistics (init, first, warm-up mean, mean, std, min,
+max, median, p95, init and peak memory, the delegate it logs, the op table), plus `runs_ms`
+from the accuracy pass, which gives the p90 and p99 benchmark_model does not print.
 """
 
 from __future__ import annotations
@@ -15,13 +19,16 @@ import logging
 import os
 import re
 import shlex
+import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from devices.base import (
     CLIENT_GRACE_S,
+    NOT_A_MICROCONTROLLER,
     KILL_GRACE_S,
     STOP_AND_REMOVE,
     TIMEOUT_EXITS,
@@ -34,15 +41,44 @@ from devices.base import (
     under_device_timeout,
 )
 from devices.bench_runner import parse_cpuinfo
-from devices.benchmark_model_parser import BenchmarkOutputError, parse_benchmark_output
+from devices.benchmark_model_parser import (
+    BenchmarkModelResult,
+    BenchmarkOutputError,
+    parse_benchmark_output,
+)
 from devices.fsutil import sha256_file
 from devices.host import artifact_section, bundle_files, reference_top1
+from devices.latency_stats import PERCENTILES, run_statistics
+from devices.phone_samples import (
+    LOOP,
+    OUTPUTS_FILE,
+    SAMPLE_MARKER,
+    SAMPLES_FOLDER,
+    SampleSet,
+    outputs_digest,
+    write_sample_files,
+)
 from devices.sections import bounded
 
 log = logging.getLogger(__name__)
 
 BINARY_NAME = "benchmark_model"
 EXIT_MARKER = "__edge_bench_exit__="  # old adbd (no shell v2) drops exit codes: echo it
+# Why a phone report leaves a value null.
+PHONE_MISSING = {
+    **NOT_A_MICROCONTROLLER,
+    "runtime.version": "benchmark_model does not print its version",
+    "runtime.delegate": "benchmark_model's log names no delegate (builtin CPU kernels, or an "
+                        "old release that does not log it)",
+    "ops": "not asked for: set profile.op_profiling = true for benchmark_model's per-op table",
+    "memory": "this benchmark_model prints only the footprint delta (extra.benchmark_model), "
+              "not the peak",
+    "latency_ms": "benchmark_model printed no such statistic (an old release); runs_ms has "
+                  "every per-sample run",
+    "accuracy.top1": "the bundle's inputs.npz has no labels",
+    "accuracy.reference_top1": "the manifest records no validated top-1 for this artifact",
+}
+
 BINARY_HINT = ("download the android_aarch64 benchmark_model from the TensorFlow Lite / LiteRT "
                "release page (see README) and set BENCHMARK_MODEL=/path/to/benchmark_model")
 
@@ -86,6 +122,8 @@ class AdbAdapter(DeviceAdapter):
         self.where = f"{profile.name} ({self.serial or 'adb'})"
         self.workdir: str | None = None
         self.bundle: Bundle | None = None
+        self.samples: SampleSet | None = None
+        self.local_dir: Path | None = None  # the sample files, before they are pushed
 
     # --- adb plumbing ----------------------------------------------------------------
 
@@ -196,6 +234,18 @@ class AdbAdapter(DeviceAdapter):
                                   "(hint: is the device storage full?)")
         self.shell(["chmod", "755", f"{self.workdir}/{BINARY_NAME}"])
         self._verify(files)
+        self._push_samples(bundle)
+
+    def _push_samples(self, bundle: Bundle) -> None:
+        """The accuracy pass's input files, one per bundled sample, in one `adb push`."""
+        self.local_dir = Path(tempfile.mkdtemp(prefix="edge-phone-samples."))
+        folder = self.local_dir / SAMPLES_FOLDER
+        self.samples = write_sample_files(bundle.artifact_path, bundle.inputs_path, folder)
+        result = self._adb("push", str(folder), f"{self.workdir}/{SAMPLES_FOLDER}")
+        if result.returncode != 0:
+            raise DeviceError(f"{self.where}: adb push of the {len(self.samples.files)} sample "
+                              f"files failed: {(result.stderr or result.stdout).strip()[-500:]}"
+                              " (hint: is the device storage full?)")
 
     def _verify(self, files: dict[str, Path]) -> None:
         status, stdout, stderr = self.shell(["sha256sum", *[f"{self.workdir}/{name}"
@@ -218,8 +268,10 @@ class AdbAdapter(DeviceAdapter):
                      f"--warmup_runs={settings.warmup}"]
         if settings.op_profiling:
             arguments.append("--enable_op_profiling=true")
-        pinned = (["taskset", self.taskset_mask] if self.taskset_mask else []) + arguments
-        return under_device_timeout(self.timeout, pinned)
+        return under_device_timeout(self.timeout, [*self._pinned(), *arguments])
+
+    def _pinned(self) -> list[str]:
+        return ["taskset", self.taskset_mask] if self.taskset_mask else []
 
     def benchmark(self, settings: BenchmarkSettings) -> LatencyReport:
         if self.workdir is None or self.bundle is None:
@@ -242,12 +294,46 @@ class AdbAdapter(DeviceAdapter):
                               f"its output:\n{output.strip()[-3000:]}\n(hint: run it by hand "
                               "with `adb shell`)")
         cpu = self._cpu_facts()
+        parsed = self._parse(output)
+        runs_ms, outputs = self._run_samples(settings)
+        return self._report(parsed, settings, cpu, runs_ms, outputs)
+
+    def _parse(self, output: str) -> BenchmarkModelResult:
         try:
-            parsed = parse_benchmark_output(output)
+            return parse_benchmark_output(output)
         except BenchmarkOutputError as exc:
             raise DeviceError(f"{self.where}: {exc}: {output.strip()[-500:]} (hint: is "
                               f"{self.binary} really TFLite's benchmark_model?)") from exc
-        return self._report(parsed, settings, cpu)
+
+    def _run_samples(self, settings: BenchmarkSettings) -> tuple[list[float], Any]:
+        """The accuracy pass: (each sample's warm run in ms, the outputs, one row each)."""
+        samples = self.samples
+        command = [*self._pinned(), f"{self.workdir}/{BINARY_NAME}",
+                   f"--graph={self.workdir}/{self.bundle.artifact}",
+                   f"--num_threads={settings.threads}", *samples.flags()]
+        loop = under_device_timeout(self.timeout, ["sh", "-c", LOOP, "sh", self.workdir,
+                                                   *command])
+        status, stdout, stderr = self.shell(loop, timeout=self.timeout + KILL_GRACE_S
+                                            + CLIENT_GRACE_S)
+        if status != 0:
+            verdict = (f"did not finish within {self.timeout:g} s" if status in TIMEOUT_EXITS
+                       else f"failed with exit code {status}")
+            raise DeviceError(f"{self.where}: the accuracy pass (benchmark_model once per "
+                              f"bundled sample) {verdict}: {(stdout + stderr).strip()[-1500:]} "
+                              "(hint: does this benchmark_model take --input_layer_value_files "
+                              "and --output_filepath? TFLite 2.9 and later do)")
+        chunks = stdout.split(SAMPLE_MARKER)[1:]
+        runs_ms = [self._parse(chunk).single_run_ms() for chunk in chunks]
+        if len(chunks) != len(samples.files) or None in runs_ms:
+            raise DeviceError(f"{self.where}: the accuracy pass ran {len(chunks)} of "
+                              f"{len(samples.files)} samples with a timing each (hint: run "
+                              "benchmark_model by hand with --num_runs=1)")
+        local = self.local_dir / OUTPUTS_FILE
+        result = self._adb("pull", f"{self.workdir}/{OUTPUTS_FILE}", str(local))
+        if result.returncode != 0:
+            raise DeviceError(f"{self.where}: adb pull of the outputs failed: "
+                              f"{(result.stderr or result.stdout).strip()[-500:]}")
+        return runs_ms, samples.outputs(local.read_bytes())
 
     def _cpu_facts(self) -> dict[str, Any]:
         """The phone's CPU model and kernel features, so runs on two phones can be told apart;
@@ -255,19 +341,21 @@ class AdbAdapter(DeviceAdapter):
         status, stdout, _ = self.shell(["cat", "/proc/cpuinfo"], timeout=60)
         return parse_cpuinfo(stdout) if status == 0 else {}
 
-    def _report(self, parsed, settings: BenchmarkSettings, cpu: dict[str, Any]) -> LatencyReport:
-        measured = parsed.measured
+    def _report(self, parsed: BenchmarkModelResult, settings: BenchmarkSettings,
+                cpu: dict[str, Any], runs_ms: list[float], outputs: Any) -> LatencyReport:
+        measured, peak = parsed.measured, parsed.peak_memory
+        latency, sources = phone_latency(parsed, runs_ms)
         extra: dict[str, Any] = {
             "benchmark_model": {
                 "warmup_avg_us": parsed.warmup_avg_us, "inference_avg_us": parsed.inference_avg_us,
                 "p5_ms": None if not measured or measured.p5 is None else measured.p5 / 1000,
-                "p95_ms": None if not measured or measured.p95 is None else measured.p95 / 1000,
                 "memory": [vars(entry) for entry in parsed.memory],
+                "node_types": list(parsed.node_types),
             },
+            "latency_sources": sources,
+            "outputs_sha256": outputs_digest(outputs),
+            "outputs_dtype": str(outputs.dtype), "outputs_shape": list(outputs.shape),
         }
-        if parsed.operators:
-            extra["op_profile"] = {"operators": list(parsed.operators),
-                                   "node_types": list(parsed.node_types)}
         return LatencyReport(
             target={"name": self.profile.name, "adapter": self.profile.adapter,
                     "device": {"serial": settings.device_address(self.serial),
@@ -276,17 +364,26 @@ class AdbAdapter(DeviceAdapter):
                     "emulated": False},
             artifact=artifact_section(self.bundle, self.profile),
             runtime={"name": "benchmark_model", "version": None, "threads": settings.threads,
-                     "delegate": None},
+                     "delegate": parsed.delegate},
             runs={"warmup": settings.warmup,
                   "measured": measured.count if measured else settings.runs},
-            latency_ms=parsed.latency_ms(),
-            memory={"peak_rss_mb": parsed.peak_memory_mb, "arena_bytes": None,
-                    "flash_bytes": None},
-            accuracy={"top1": None, "reference_top1": reference_top1(self.bundle), "samples": 0},
+            latency_ms=latency,
+            runs_ms=runs_ms,
+            memory={"init_rss_mb": peak.init_mb if peak else None,
+                    "peak_rss_mb": peak.overall_mb if peak else None,
+                    "arena_bytes": None, "flash_bytes": None},
+            ops=[op_row(entry) for entry in parsed.operators] or None,
+            accuracy={"top1": self.samples.top1(outputs),
+                      "reference_top1": reference_top1(self.bundle),
+                      "samples": int(outputs.shape[0])},
+            missing=PHONE_MISSING,
             extra=extra,
         )
 
     def cleanup(self) -> None:
+        if self.local_dir is not None:
+            shutil.rmtree(self.local_dir, ignore_errors=True)
+            self.local_dir = None
         if self.workdir is None:
             return
         workdir, self.workdir = self.workdir, None
@@ -294,6 +391,31 @@ class AdbAdapter(DeviceAdapter):
             self.shell([*STOP_AND_REMOVE, workdir], timeout=60)
         except DeviceError as exc:
             log.warning("%s: could not remove %s: %s", self.where, workdir, exc)
+
+
+def phone_latency(parsed: BenchmarkModelResult, runs_ms: list[float]
+                  ) -> tuple[dict[str, float | None], dict[str, str]]:
+    """benchmark_model's own statistics, and the percentiles it does not print (p90, p99;
+    median and p95 on old releases) from the accuracy pass's runs; with their sources."""
+    latency = parsed.latency_ms()
+    from_runs = run_statistics(runs_ms)
+    sources = {}
+    for key in PERCENTILES:
+        if latency[key] is None and from_runs[key] is not None:
+            latency[key] = from_runs[key]
+            sources[key] = "runs_ms: one warm run per bundled sample (the accuracy pass)"
+    sources |= {key: "benchmark_model" for key, value in latency.items()
+                if value is not None and key not in sources}
+    return latency, sources
+
+
+def op_row(entry: dict[str, Any]) -> dict[str, Any]:
+    """A benchmark_model "Run Order" row in the report's `ops` shape."""
+    percent = entry.get("percent")
+    return {"name": str(entry.get("name", "")), "type": str(entry.get("node_type", "")),
+            "ms": entry.get("avg_ms"), "instructions": None,
+            "share": None if percent is None else float(percent) / 100.0,
+            "first_ms": entry.get("first_ms"), "times_called": entry.get("times_called")}
 
 
 ADAPTER = AdbAdapter

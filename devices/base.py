@@ -1,4 +1,4 @@
-"""The device adapter interface and the latency report (schema `edge-latency-report/1`).
+"""The device adapter interface and the latency report (schema `edge-latency-report/2`).
 
 A target profile (devices/targets/<name>.toml) names an adapter; the adapter registry in
 devices/registry.py maps that name to a DeviceAdapter subclass.
@@ -17,14 +17,14 @@ from devices.artifact_kinds import target_file
 from devices.bundle import INPUTS, MANIFEST
 from devices.contract_schema import check_document
 from devices.errors import PipelineError
+from devices.latency_stats import LATENCY_KEYS, missing_values
 from devices.sections import bounded, choice
 
-SCHEMA = "edge-latency-report/1"
+SCHEMA = "edge-latency-report/2"
 
-LATENCY_KEYS = ("init", "first", "mean", "median", "p90", "p99", "min", "max", "std")
 REPORT_KEYS = (
-    "schema", "created", "target", "artifact", "runtime", "runs", "latency_ms", "memory",
-    "instructions", "accuracy", "budget",
+    "schema", "created", "target", "artifact", "runtime", "runs", "latency_ms", "runs_ms",
+    "memory", "instructions", "ops", "accuracy", "budget", "missing",
 )
 
 
@@ -39,7 +39,7 @@ class Budget:
     """A target profile's [budget]: every limit optional (None = no limit)."""
 
     latency_ms: float | None = bounded(None, 0.0)
-    latency_stat: str = choice("median", "median", "p90")
+    latency_stat: str = choice("median", *LATENCY_KEYS)  # any statistic the report has
     min_accuracy: float | None = bounded(None, 0.0, 1.0)
     flash_kb: float | None = bounded(None, 0.0)
     ram_kb: float | None = bounded(None, 0.0)
@@ -121,29 +121,44 @@ class Bundle:
         return self.root / INPUTS
 
 
-def empty_latency() -> dict[str, float | None]:
-    return {key: None for key in LATENCY_KEYS}
+# Why a value is null on every target that is not a microcontroller; adapters add their own
+# reasons (LatencyReport.missing).
+NOT_A_MICROCONTROLLER = {
+    "instructions": "instructions are counted only on the emulated microcontrollers",
+    "memory.arena_bytes": "a fixed tensor arena is a microcontroller's; see peak_rss_mb",
+    "memory.flash_bytes": "flash is a microcontroller's limit; the artifact's size is "
+                          "artifact.bytes",
+}
 
 
 @dataclass
 class LatencyReport:
-    """One profiling run; `to_dict()` gives exactly the keys of edge-latency-report/1."""
+    """One profiling run; `to_dict()` gives exactly the keys of edge-latency-report/2.
+
+    `missing` holds the adapter's reasons why a value may be null, by path
+    (`latency_ms.p90`) or section (`ops`); `to_dict()` keeps the reasons of the values that
+    are null, so every adapter's report says why a field is empty.
+    """
 
     target: dict[str, Any]
     artifact: dict[str, Any]
     runtime: dict[str, Any]
     runs: dict[str, int]
     latency_ms: dict[str, float | None]
+    runs_ms: list[float] | None = None
     memory: dict[str, float | None] = field(
-        default_factory=lambda: {"peak_rss_mb": None, "arena_bytes": None, "flash_bytes": None}
+        default_factory=lambda: {"init_rss_mb": None, "peak_rss_mb": None,
+                                 "arena_bytes": None, "flash_bytes": None}
     )
     instructions: dict[str, Any] | None = None
+    ops: list[dict[str, Any]] | None = None
     accuracy: dict[str, Any] = field(
         default_factory=lambda: {"top1": None, "reference_top1": None, "samples": 0}
     )
     budget: dict[str, Any] = field(
         default_factory=lambda: {"limits": {}, "passed": None, "violations": []}
     )
+    missing: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     created: str = field(
         default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
@@ -158,18 +173,21 @@ class LatencyReport:
             "runtime": self.runtime,
             "runs": self.runs,
             "latency_ms": self.latency_ms,
+            "runs_ms": self.runs_ms,
             "memory": self.memory,
             "instructions": self.instructions,
+            "ops": self.ops,
             "accuracy": self.accuracy,
             "budget": self.budget,
         }
+        document["missing"] = missing_values(document, self.missing)
         if self.extra:
             document["extra"] = self.extra
         return document
 
     @classmethod
     def from_dict(cls, document: Any, label: str = "latency report") -> LatencyReport:
-        """The report, checked against devices/schemas/edge-latency-report-1.schema.json."""
+        """The report, checked against devices/schemas/edge-latency-report-2.schema.json."""
         check_document(document, SCHEMA, label, "profile the target again")
         fields = {key: value for key, value in document.items() if key != "schema"}
         return cls(**fields)

@@ -8,8 +8,10 @@ is importable there: ai_edge_litert or tflite_runtime for .tflite, onnxruntime f
     python3 bench_runner.py --model model_int8.tflite --inputs inputs.npz \
         --warmup 10 --runs 50 --threads 4
 
-stdout: {"runtime", "threads", "runs", "latency_ms", "peak_rss_mb", "cpu", "accuracy",
-"outputs"}. `outputs` holds the raw output tensors of every bundled sample (their dtype,
+stdout: {"runtime", "threads", "runs", "times_ms", "memory_mb", "cpu", "accuracy",
+"outputs"}. `times_ms` holds the raw times (init, first, every warm-up and measured run):
+the statistics are computed on the pipeline's side (devices/latency_stats.py), the same way
+for every target. `runtime.delegate` is what the runtime ran the graph with. `outputs` holds the raw output tensors of every bundled sample (their dtype,
 shape, sha256 and values) so two machines can prove bit-identical results.
 Errors: one JSON object {"error", "message", "hint"} on stderr and an exit code from
 EXIT_CODES, so the adapter on the other side of SSH can say what went wrong.
@@ -25,7 +27,7 @@ import platform
 import sys
 import time
 
-RUNNER_VERSION = 1
+RUNNER_VERSION = 2
 
 EXIT_CODES = {
     "usage": 2,
@@ -53,10 +55,21 @@ class RunnerError(Exception):
 # --- runtimes: each loader returns a Session or raises ImportError when not installed ----
 
 
+# What LiteRT logs (on the process' stderr, from C++) when it applies a delegate by default.
+LITERT_DELEGATE_LOGS = {"Created TensorFlow Lite XNNPACK delegate": "XNNPACK"}
+LITERT_BUILTIN = "builtin CPU kernels"
+
+
 class TfliteSession:
     """ai_edge_litert / tflite_runtime Interpreter: set input, invoke, read output."""
 
     def __init__(self, interpreter_class, model_path: str, threads: int) -> None:
+        with CapturedStderr() as log:
+            self._open(interpreter_class, model_path, threads)
+        self.delegate = next((name for line, name in LITERT_DELEGATE_LOGS.items()
+                              if line in log.text), LITERT_BUILTIN)
+
+    def _open(self, interpreter_class, model_path: str, threads: int) -> None:
         self.interpreter = interpreter_class(model_path=model_path, num_threads=threads)
         input_detail = self.interpreter.get_input_details()[0]
         if -1 in list(input_detail.get("shape_signature", [])):
@@ -97,6 +110,7 @@ class OnnxSession:
             model_path, sess_options=options, providers=["CPUExecutionProvider"]
         )
         self.input_name = self.session.get_inputs()[0].name
+        self.delegate = self.session.get_providers()[0]
         element_type = self.session.get_inputs()[0].type  # e.g. "tensor(float)"
         self._dtype_name = {"tensor(float)": "float32", "tensor(int8)": "int8",
                             "tensor(uint8)": "uint8"}.get(element_type, "float32")
@@ -121,6 +135,29 @@ class OnnxSession:
 
     def get_output(self):
         return self.result[0]
+
+
+class CapturedStderr:
+    """Reads what native code writes to file descriptor 2 inside the `with` block (LiteRT
+    logs its delegate there, not through Python), and writes it back out afterwards."""
+
+    def __enter__(self) -> CapturedStderr:
+        import tempfile
+
+        sys.stderr.flush()
+        self._file = tempfile.TemporaryFile()
+        self._saved = os.dup(2)
+        os.dup2(self._file.fileno(), 2)
+        self.text = ""
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        os.dup2(self._saved, 2)
+        os.close(self._saved)
+        self._file.seek(0)
+        self.text = self._file.read().decode("utf-8", "replace")
+        self._file.close()
+        sys.stderr.write(self.text)
 
 
 def load_litert(model_path: str, threads: int):
@@ -235,31 +272,17 @@ def time_invoke(session, sample) -> float:
     return (time.perf_counter() - started) * 1000.0
 
 
-def summarise(times_ms: list[float]) -> dict[str, float]:
-    import numpy
-
-    values = numpy.asarray(times_ms, dtype=numpy.float64)
-    return {
-        "mean": float(values.mean()),
-        "median": float(numpy.median(values)),
-        "p90": float(numpy.percentile(values, 90)),
-        "p99": float(numpy.percentile(values, 99)),
-        "min": float(values.min()),
-        "max": float(values.max()),
-        "std": float(values.std()),
-    }
-
-
 def measure(session, samples: list, warmup: int, runs: int, init_ms: float) -> dict:
+    """Raw times in ms: init, the first inference, each warm-up run, each measured run."""
     try:
         first_ms = time_invoke(session, samples[0])
-        for index in range(warmup):
-            time_invoke(session, samples[index % len(samples)])
-        times = [time_invoke(session, samples[index % len(samples)]) for index in range(runs)]
+        warmup_ms = [time_invoke(session, samples[index % len(samples)])
+                     for index in range(warmup)]
+        runs_ms = [time_invoke(session, samples[index % len(samples)]) for index in range(runs)]
     except Exception as exc:  # noqa: BLE001 - the runtime's own error, reported as JSON
         raise RunnerError("inference_failed", f"inference failed: {exc}",
                           "run the artifact on the host first (make deploy TARGET=host)") from exc
-    return {"init": init_ms, "first": first_ms, **summarise(times)}
+    return {"init": init_ms, "first": first_ms, "warmup": warmup_ms, "runs": runs_ms}
 
 
 def evaluate(session, samples: list, labels) -> tuple[dict, dict]:
@@ -284,16 +307,28 @@ def evaluate(session, samples: list, labels) -> tuple[dict, dict]:
 # --- facts about the machine -------------------------------------------------------------
 
 
-def peak_rss_mb() -> float | None:
-    # Linux: VmHWM is this process image's own peak. getrusage's ru_maxrss survives exec,
-    # so a runner started by a big parent (TensorFlow loaded) would report the parent's.
+def _proc_status_mb(key: str) -> float | None:
     try:
         with open("/proc/self/status", encoding="ascii") as status:
             for line in status:
-                if line.startswith("VmHWM:"):
+                if line.startswith(f"{key}:"):
                     return int(line.split()[1]) / 1024.0
     except (OSError, ValueError, IndexError):
         pass
+    return None
+
+
+def rss_mb() -> float | None:
+    """This process' resident memory now (Linux); None elsewhere."""
+    return _proc_status_mb("VmRSS")
+
+
+def peak_rss_mb() -> float | None:
+    # Linux: VmHWM is this process image's own peak. getrusage's ru_maxrss survives exec,
+    # so a runner started by a big parent (TensorFlow loaded) would report the parent's.
+    peak = _proc_status_mb("VmHWM")
+    if peak is not None:
+        return peak
     try:
         import resource
     except ImportError:
@@ -369,18 +404,19 @@ def run(args: argparse.Namespace) -> dict:
                           "pip install numpy") from exc
     features, labels = load_inputs(args.inputs)
     session, runtime, init_ms = open_session(args.model, args.threads)
+    init_rss_mb = rss_mb()
     samples = prepare_samples(features, session)
-    latency = measure(session, samples, args.warmup, args.runs, init_ms)
+    times = measure(session, samples, args.warmup, args.runs, init_ms)
     accuracy, outputs = evaluate(session, samples, labels)
     if args.no_output_values:
         outputs.pop("values")
     return {
         "runner_version": RUNNER_VERSION,
-        "runtime": runtime,
+        "runtime": {**runtime, "delegate": session.delegate},
         "threads": args.threads,
         "runs": {"warmup": args.warmup, "measured": args.runs},
-        "latency_ms": latency,
-        "peak_rss_mb": peak_rss_mb(),
+        "times_ms": times,
+        "memory_mb": {"init_rss": init_rss_mb, "peak_rss": peak_rss_mb()},
         "cpu": cpu_facts(),
         "accuracy": accuracy,
         "outputs": outputs,

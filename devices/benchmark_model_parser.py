@@ -8,7 +8,8 @@ Formats seen across TensorFlow/LiteRT releases, all handled:
   without `p5= median= p95=` (the first block is the warm-up, the last the measured runs),
 - `Peak memory footprint (MB): init=4.2 overall=5.1` and the older
   `Memory footprint delta from the start of the tool (MB): init=2.5 overall=3.1`,
-- the `--enable_op_profiling` tables: "Run Order" per operator and "Summary by node type".
+- the `--enable_op_profiling` tables: "Run Order" per operator and "Summary by node type",
+- the delegate it applied (`Created TensorFlow Lite XNNPACK delegate for CPU.`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,13 @@ MEMORY_LINE = re.compile(
     rf"|Memory footprint delta from the start of the tool) \(MB\):"
     rf"\s*init=(?P<init>{NUMBER})\s+overall=(?P<overall>{NUMBER})", re.MULTILINE)
 RUN_ORDER_SECTION = "Operator-wise Profiling Info for Regular Benchmark Runs"
+# the log line a delegate prints when benchmark_model applies it -> the delegate's name
+DELEGATE_LINES = {
+    "Created TensorFlow Lite XNNPACK delegate": "XNNPACK",
+    "Created TensorFlow Lite delegate for GPU": "GPU",
+    "Created TensorFlow Lite delegate for NNAPI": "NNAPI",
+    "Hexagon delegate: ": "Hexagon",
+}
 
 # summary key -> our field name (new and old spellings)
 SUMMARY_KEYS = {
@@ -80,31 +88,47 @@ class BenchmarkModelResult:
     memory: tuple[Memory, ...] = ()
     operators: tuple[dict, ...] = ()
     node_types: tuple[dict, ...] = ()
+    delegate: str | None = None
     extra: dict = field(default_factory=dict)
 
     @property
-    def peak_memory_mb(self) -> float | None:
-        peaks = [entry.overall_mb for entry in self.memory if entry.kind == "peak"]
+    def peak_memory(self) -> Memory | None:
+        """The last `Peak memory footprint (MB): init= overall=` line; older releases print
+        only the footprint delta, which is not a peak."""
+        peaks = [entry for entry in self.memory if entry.kind == "peak"]
         return peaks[-1] if peaks else None
 
     def latency_ms(self) -> dict[str, float | None]:
-        """The report's latency_ms; benchmark_model gives no p90/p99 (p5/p95 go to extra)."""
+        """The report's latency_ms as benchmark_model prints it (microseconds -> ms); p90 and
+        p99 are not among its statistics (the adapter adds them from per-sample runs)."""
         measured = self.measured
 
         def ms(value: float | None) -> float | None:
             return None if value is None else value / 1000.0
 
+        def stat(name: str) -> float | None:
+            return ms(getattr(measured, name)) if measured else None
+
         first = self.first_us
         if first is None and self.warmup is not None:  # old releases: warm-up line only
             first = self.warmup.first if self.warmup.count > 1 else self.warmup.curr
+        warmup_mean = self.warmup_avg_us
+        if warmup_mean is None and self.warmup is not None:
+            warmup_mean = self.warmup.avg if self.warmup.avg is not None else self.warmup.curr
         mean = measured.avg if measured and measured.avg is not None else self.inference_avg_us
         return {
-            "init": ms(self.init_us), "first": ms(first), "mean": ms(mean),
-            "median": ms(measured.median) if measured else None, "p90": None, "p99": None,
-            "min": ms(measured.min) if measured else None,
-            "max": ms(measured.max) if measured else None,
-            "std": ms(measured.std) if measured else None,
+            "init": ms(self.init_us), "first": ms(first), "warmup_mean": ms(warmup_mean),
+            "mean": ms(mean), "std": stat("std"), "min": stat("min"), "max": stat("max"),
+            "median": stat("median"), "p90": None, "p95": stat("p95"), "p99": None,
         }
+
+    def single_run_ms(self) -> float | None:
+        """The time of a `--num_runs=1` run: its measured line is `count=1 curr=...`."""
+        measured = self.measured
+        if measured is None:
+            return None
+        value = measured.curr if measured.curr is not None else measured.avg
+        return None if value is None else value / 1000.0
 
 
 def _summary(text: str) -> dict[str, float]:
@@ -200,4 +224,5 @@ def parse_benchmark_output(text: str) -> BenchmarkModelResult:
         memory=_memory(text),
         operators=tuple(_table_after(text, "Run Order", RUN_ORDER_SECTION)),
         node_types=tuple(_table_after(text, "Summary by node type", RUN_ORDER_SECTION)),
+        delegate=next((name for line, name in DELEGATE_LINES.items() if line in text), None),
     )

@@ -1,7 +1,7 @@
 """JSON Schema checks of the documents that ship (docs/architecture.md, Contracts).
 
 The schema files in devices/schemas/ are the contract users and CI validate against
-(`check-jsonschema --schemafile devices/schemas/edge-latency-report-1.schema.json
+(`check-jsonschema --schemafile devices/schemas/edge-latency-report-2.schema.json
 dist/host/latency_report.json`); the typed readers (devices.bundle.Manifest,
 devices.base.LatencyReport) run the same check, so a damaged document is refused with the
 path of the field that is wrong.
@@ -20,7 +20,7 @@ SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 
 
 def schema_path(schema_id: str) -> Path:
-    """`edge-latency-report/1` -> devices/schemas/edge-latency-report-1.schema.json."""
+    """`edge-latency-report/2` -> devices/schemas/edge-latency-report-2.schema.json."""
     return SCHEMA_DIR / f"{schema_id.replace('/', '-')}.schema.json"
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from devices.base import (
+    NOT_A_MICROCONTROLLER,
     BenchmarkSettings,
     Bundle,
     DeviceAdapter,
@@ -25,6 +26,7 @@ from devices.base import (
 from devices.bundle import INPUTS, read_manifest
 from devices.errors import ArtifactError
 from devices.fsutil import sha256_file
+from devices.latency_stats import latency_section
 from devices.sections import bounded
 
 RUNNER_PATH = Path(__file__).resolve().with_name("bench_runner.py")
@@ -105,6 +107,19 @@ def artifact_section(bundle: Bundle, profile: TargetProfile) -> dict[str, Any]:
             "precision": profile.artifact_precision}
 
 
+# Why a bench_runner.py report (host, Raspberry Pi) leaves a value null.
+RUNNER_MISSING = {
+    **NOT_A_MICROCONTROLLER,
+    "ops": "ai_edge_litert's and onnxruntime's Python APIs give no per-op timing here; the "
+           "phone's benchmark_model (--enable_op_profiling) and the microcontrollers do",
+    "memory": "the device's OS has no /proc/self/status (Linux only)",
+    "runtime.version": "the runtime's package records no version",
+    "latency_ms.warmup_mean": "no warm-up runs were asked for ([profile] warmup = 0)",
+    "accuracy.top1": "the bundle's inputs.npz has no labels",
+    "accuracy.reference_top1": "the manifest records no validated top-1 for this artifact",
+}
+
+
 def report_from_runner(
     profile: TargetProfile,
     bundle: Bundle,
@@ -114,6 +129,7 @@ def report_from_runner(
     extra: dict[str, Any] | None = None,
 ) -> LatencyReport:
     outputs = document.get("outputs") or {}
+    times, memory = document["times_ms"], document.get("memory_mb") or {}
     runner_extra = {"cpu": document.get("cpu"), "runner_version": document.get("runner_version"),
                     "outputs_sha256": outputs.get("sha256"), "outputs_dtype": outputs.get("dtype"),
                     "outputs_shape": outputs.get("shape")}
@@ -122,13 +138,16 @@ def report_from_runner(
                 "emulated": emulated},
         artifact=artifact_section(bundle, profile),
         runtime={"name": document["runtime"]["name"], "version": document["runtime"]["version"],
-                 "threads": document["threads"], "delegate": None},
+                 "threads": document["threads"], "delegate": document["runtime"]["delegate"]},
         runs={"warmup": document["runs"]["warmup"], "measured": document["runs"]["measured"]},
-        latency_ms={key: float(value) for key, value in document["latency_ms"].items()},
-        memory={"peak_rss_mb": document.get("peak_rss_mb"), "arena_bytes": None,
-                "flash_bytes": None},
+        latency_ms=latency_section(times["runs"], times["init"], times["first"],
+                                   times["warmup"]),
+        runs_ms=times["runs"],
+        memory={"init_rss_mb": memory.get("init_rss"), "peak_rss_mb": memory.get("peak_rss"),
+                "arena_bytes": None, "flash_bytes": None},
         accuracy={"top1": document["accuracy"]["top1"], "reference_top1": reference_top1(bundle),
                   "samples": document["accuracy"]["samples"]},
+        missing=RUNNER_MISSING,
         extra={**runner_extra, **(extra or {})},
     )
 

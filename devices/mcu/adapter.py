@@ -95,6 +95,18 @@ class McuQemuAdapter(McuAdapter):
         return self._prepared
 
 
+# Why an MCU report leaves a value null.
+MCU_MISSING = {
+    "latency_ms.init": "firmware is flashed, not loaded: there is no interpreter to create",
+    "latency_ms.warmup_mean": "no warm-up: instruction counts do not warm up, so each bundled "
+                              "sample runs once",
+    "memory.init_rss_mb": "no operating system: the RAM a model needs is arena_bytes",
+    "memory.peak_rss_mb": "no operating system: the RAM a model needs is arena_bytes",
+    "ops": "the firmware printed no layer marks (built without MCU_LAYER_PROFILE)",
+    "runtime.delegate": "the generated C runs without SIMD kernels on this core",
+}
+
+
 def build_report(profile: Any, prepared: PreparedFirmware, output: BenchOutput,
                  instructions_per_tick: float, device: dict[str, Any], emulated: bool
                  ) -> LatencyReport:
@@ -122,9 +134,12 @@ def build_report(profile: Any, prepared: PreparedFirmware, output: BenchOutput,
                  "threads": 1, "delegate": "simd" if firmware.simd else None},
         runs={"warmup": 0, "measured": len(output.ticks)},
         latency_ms=estimate.latency_ms(),
-        memory={"peak_rss_mb": None, "arena_bytes": prepared.readiness.ram_bytes,
+        runs_ms=estimate.runs_ms(),
+        memory={"init_rss_mb": None, "peak_rss_mb": None,
+                "arena_bytes": prepared.readiness.ram_bytes,
                 "flash_bytes": prepared.readiness.flash_bytes},
         instructions=estimate.to_dict(),
+        ops=layer_rows(prepared.tflite, output.layer_ticks, instructions_per_tick) or None,
         accuracy={"top1": top1(board, prepared.samples_y),
                   "reference_top1": top1(reference, prepared.samples_y),
                   "samples": int(board.shape[0])},
@@ -138,8 +153,8 @@ def build_report(profile: Any, prepared: PreparedFirmware, output: BenchOutput,
             "readiness": prepared.readiness.to_dict(),
             "bit_exactness": {**exactness.to_dict(), "referee": profile.extra.referee},
             "agreement": other_referees(profile.extra.referee, prepared, board),
-            **_op_profile(prepared.tflite, output, instructions_per_tick),
         },
+        missing=MCU_MISSING,
     )
 
 
@@ -159,12 +174,6 @@ def other_referees(chosen: str, prepared: PreparedFirmware, board: np.ndarray
                     "twice in TensorFlow Lite Micro (devices/mcu/referees.py)"),
         }
     return agreement
-
-
-def _op_profile(tflite: Path, output: BenchOutput, instructions_per_tick: float
-                ) -> dict[str, Any]:
-    rows = layer_rows(tflite, output.layer_ticks, instructions_per_tick)
-    return {"op_profile": {"operators": rows}} if rows else {}
 
 
 def _first_line(command: list[str]) -> str:

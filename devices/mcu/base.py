@@ -59,7 +59,7 @@ class McuAdapter(DeviceAdapter):
             return super().latency_notes(report)
         from devices.mcu.layer_profile import layer_table  # deferred: only when profiling
 
-        layers = report.get("extra", {}).get("op_profile", {}).get("operators", [])
+        layers = report.get("ops") or []
         return [f"instr.     {instructions['count']:,} per inference, "
                 f"{instructions['per_mac']:.2f} per MAC, est. {instructions['est_ms']:.2f} ms "
                 f"at {instructions['clock_mhz']} MHz (estimate: instruction-accurate emulator)",

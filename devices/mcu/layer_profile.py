@@ -2,9 +2,9 @@
 
 The benchmark firmware reads the timer before the first op and after each op (the layer
 marks of the generated model.c, built with MCU_LAYER_PROFILE). Under `-icount shift=0` a
-tick is a known number of instructions, so each row is exact. Rows take the shape of the
-phone's op profile (`extra.op_profile.operators`: name, node_type, percent) with the MCU's
-own measures beside it. Each row includes one timer read (a few instructions); the rows'
+tick is a known number of instructions, so each row is exact. Rows take the report's `ops`
+shape (name, type, ms or instructions, share; the phone's fills ms) with the MCU's own
+measures beside it. Each row includes one timer read (a few instructions); the rows'
 sum is the inference minus the input and output copies of model_invoke.
 """
 
@@ -35,11 +35,10 @@ def layer_rows(tflite: Path, layer_ticks: list[int], instructions_per_tick: floa
         spec = SUPPORTED_OPS.get(op.name)
         macs = spec.macs(graph, op) if spec else 0
         rows.append({
-            "name": f"#{op.index} {op.name}", "node_type": op.name,
+            "name": f"#{op.index} {op.name}", "type": op.name, "ms": None,
+            "instructions": count, "share": round(count / total, 4),
             "output_shape": list(graph.tensor(op.outputs[0]).shape) if op.outputs else [],
-            "macs": macs, "instructions": count,
-            "instructions_per_mac": round(count / macs, 3) if macs else None,
-            "percent": round(100.0 * count / total, 2),
+            "macs": macs, "instructions_per_mac": round(count / macs, 3) if macs else None,
         })
     return rows
 
@@ -52,5 +51,5 @@ def layer_table(rows: list[dict[str, Any]]) -> list[str]:
         per_mac = f"{row['instructions_per_mac']:.2f}" if row["instructions_per_mac"] else "-"
         shape = "x".join(str(size) for size in row["output_shape"][1:])
         lines.append(f"  {row['name']:<24}{shape:<16}{row['macs']:>11,}"
-                     f"{row['instructions']:>14,}{per_mac:>11}{row['percent']:>7.1f}%")
+                     f"{row['instructions']:>14,}{per_mac:>11}{100 * row['share']:>7.1f}%")
     return lines

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from devices.base import empty_latency
+from devices.latency_stats import empty_latency, latency_section
 
 ESTIMATE_NOTE = (
     "latency_ms and instructions.est_* are estimates: instructions counted exactly by an "
@@ -43,17 +43,18 @@ class InstructionEstimate:
             "cpi": self.cpi,
         }
 
-    def latency_ms(self) -> dict[str, float | None]:
-        latency = empty_latency()
+    def runs_ms(self) -> list[float] | None:
+        """Each inference's estimated milliseconds, in sample order."""
         if not self.per_inference:
-            return latency
-        millis = np.asarray(self.per_inference, dtype=np.float64) * self.cpi / (
-            self.clock_mhz * 1e3)
-        latency.update(
-            first=float(millis[0]), mean=float(millis.mean()), median=float(np.median(millis)),
-            p90=float(np.percentile(millis, 90)), p99=float(np.percentile(millis, 99)),
-            min=float(millis.min()), max=float(millis.max()), std=float(millis.std()),
-        )
+            return None
+        scale = self.cpi / (self.clock_mhz * 1e3)
+        return [round(count * scale, 4) for count in self.per_inference]
+
+    def latency_ms(self) -> dict[str, float | None]:
+        runs = self.runs_ms()
+        if runs is None:
+            return empty_latency()
+        latency = latency_section(runs, first=runs[0])
         return {key: (round(value, 4) if value is not None else None)
                 for key, value in latency.items()}
 

@@ -10,7 +10,9 @@ What is a double:
   runs shell commands in a real /bin/sh, with the device folder /data/local/tmp mapped onto a
   temp folder (`FakeAdbd.sandbox`) — so mktemp, sha256sum, taskset, chmod and rm are real;
 * benchmark_model on the phone: a shell script (pushed like the real binary) that logs how
-  it was called and prints a recorded benchmark_model output (data/benchmark_model/);
+  it was called and prints a recorded benchmark_model output (data/benchmark_model/); for
+  the accuracy pass it writes the output LiteRT computes for the input file it is given
+  (data/litert_output.py), so the phone's top-1 is a real model's on the real samples;
 * only for the USB-only "no permissions" state: a stand-in adb SERVER
   (tests/devices/data/fake_adb_server.py), because no TCP device can produce that state.
 """
@@ -24,13 +26,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from devices.adb import PHONE_MISSING
 from devices.base import BenchmarkSettings, Bundle, DeviceError
 from devices.bench_runner import parse_cpuinfo
 from devices.profiles import load_profile
 from devices.profiling import profile_target
 from devices.registry import create_adapter
+from tests.devices.conftest import SAMPLES
 from tests.devices.timeouts import assert_stopped_at_its_timeout
 
 pytestmark = pytest.mark.adb
@@ -57,19 +62,35 @@ def test_profile_phone_through_real_adb_server(fake_phone, fake_benchmark_model,
     assert document["latency_ms"]["mean"] == pytest.approx(0.214675)
     assert document["latency_ms"]["init"] == pytest.approx(12.734)
     assert document["latency_ms"]["first"] == pytest.approx(1.021)
-    assert document["latency_ms"]["p90"] is None  # benchmark_model has no p90
+    assert document["latency_ms"]["warmup_mean"] == pytest.approx(0.228204)
+    assert document["latency_ms"]["p95"] == pytest.approx(0.251)
+    assert document["memory"]["init_rss_mb"] == pytest.approx(6.86719)
     assert document["memory"]["peak_rss_mb"] == pytest.approx(9.05859)
     assert document["runs"] == {"warmup": 3, "measured": 4650}
     assert document["runtime"]["name"] == "benchmark_model"
+    assert document["runtime"]["delegate"] == "XNNPACK"  # from benchmark_model's log
+    # p90 and p99, which benchmark_model does not print, come from the accuracy pass: one
+    # warm run per bundled sample, 300 + N microseconds for sample N in the double
+    per_sample = (300 + np.arange(SAMPLES)) / 1000.0
+    assert document["runs_ms"] == pytest.approx(per_sample.tolist())
+    assert document["latency_ms"]["p90"] == pytest.approx(np.percentile(per_sample, 90))
+    assert document["latency_ms"]["p99"] == pytest.approx(np.percentile(per_sample, 99))
+    assert document["extra"]["latency_sources"]["p90"].startswith("runs_ms")
+    assert document["extra"]["latency_sources"]["median"] == "benchmark_model"
+    # the phone's top-1 is measured on every bundled sample and equals the validated one
+    manifest = json.loads((bundle_copy / "manifest.json").read_text())
+    validated = manifest["metrics"]["artifacts"]["model_int8.tflite"]["top1"]
+    assert document["accuracy"] == {"top1": validated, "samples": SAMPLES,
+                                    "reference_top1": validated}
+    assert 0.5 < validated < 1.0  # a real, imperfect model: the equality is not trivial
+    assert document["missing"]["ops"].startswith("not asked for")
+    assert document["missing"]["instructions"]
     device = document["target"]["device"]
     assert {key: device.pop(key) for key in ("serial", "taskset_mask")} == {
         "serial": SETTINGS.device_address(phone.serial), "taskset_mask": "1"}
     assert phone.serial not in (bundle_copy / "latency_report.json").read_text()
     # the rest is the "phone's" own /proc/cpuinfo (the double runs commands on this machine)
     assert device == parse_cpuinfo(Path("/proc/cpuinfo").read_text())
-    manifest = json.loads((bundle_copy / "manifest.json").read_text())
-    assert document["accuracy"] == {"top1": None, "samples": 0, "reference_top1": manifest[
-        "metrics"]["artifacts"]["model_int8.tflite"]["top1"]}
     assert document["budget"]["passed"] is True
     # how the command ran on the "phone": in the mktemp folder under /data/local/tmp (the
     # sandbox), with the configured arguments, pinned to CPU 0 by the real taskset
@@ -80,6 +101,15 @@ def test_profile_phone_through_real_adb_server(fake_phone, fake_benchmark_model,
     assert graph_path.name == "model_int8.tflite"
     assert graph_path.parent.parent == phone.sandbox
     assert graph_path.parent.name.startswith("edge-bench.")
+    assert affinity.split() == ["Cpus_allowed_list:", "0"]
+    # the accuracy pass: one run per sample file, pinned like the timing run
+    sample_calls = Path(f"{calls}.samples").read_text().splitlines()
+    assert len(sample_calls) == SAMPLES
+    arguments, affinity = sample_calls[17].removeprefix("sample ").split(" | ")
+    assert arguments.split()[1:] == [
+        "--num_threads=2", "--input_layer=input", "--input_layer_shape=1,8,8,1", "--num_runs=1",
+        "--warmup_runs=1", "--min_secs=0", "--warmup_min_secs=0",
+        "--input_layer_value_files=input:samples/s00017.bin", "--output_filepath=out.bin"]
     assert affinity.split() == ["Cpus_allowed_list:", "0"]
     # the working folder was removed from the device
     assert list(phone.sandbox.iterdir()) == []
@@ -129,10 +159,18 @@ def test_op_profiling_table_reaches_the_report(fake_phone, fake_benchmark_model,
                                                      op_profiling=True))
     finally:
         adapter.cleanup()
-    operators = report.extra["op_profile"]["operators"]
-    assert [row["node_type"] for row in operators] == ["CONV_2D", "RESHAPE", "FULLY_CONNECTED"]
-    assert report.latency_ms["median"] is None  # this recorded run printed no percentiles
+    assert [row["type"] for row in report.ops] == ["CONV_2D", "RESHAPE", "FULLY_CONNECTED"]
+    assert report.ops[0]["ms"] > 0 and report.ops[0]["instructions"] is None
+    assert sum(row["share"] for row in report.ops) == pytest.approx(1.0, abs=0.01)
     assert report.latency_ms["mean"] == pytest.approx(0.0453)
+    # this release printed no percentiles: all four come from the per-sample runs
+    assert report.latency_ms["median"] == pytest.approx(np.median(report.runs_ms))
+    assert report.extra["latency_sources"]["median"].startswith("runs_ms")
+    assert report.to_dict()["missing"] == {key: PHONE_MISSING[key.split(".")[0]]
+                                           if key not in PHONE_MISSING else PHONE_MISSING[key]
+                                           for key in ("memory.arena_bytes",
+                                                       "memory.flash_bytes", "instructions",
+                                                       "runtime.version")}
 
 
 @pytest.mark.parametrize("features", ["shell_v2,cmd", LEGACY_ADBD], ids=["shell_v2", "legacy"])

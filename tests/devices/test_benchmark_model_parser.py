@@ -29,10 +29,12 @@ def test_modern_output_with_percentiles_and_info_prefix():
                                        avg=214.675, std=31, p5=190, median=209, p95=251)
     assert [(entry.kind, entry.overall_mb) for entry in result.memory] == [
         ("delta", 5.10938), ("peak", 9.05859)]
-    assert result.peak_memory_mb == 9.05859
+    assert (result.peak_memory.init_mb, result.peak_memory.overall_mb) == (6.86719, 9.05859)
+    assert result.delegate == "XNNPACK"
     assert result.latency_ms() == pytest.approx({
-        "init": 12.734, "first": 1.021, "mean": 0.214675, "median": 0.209, "p90": None,
-        "p99": None, "min": 0.183, "max": 0.905, "std": 0.031})
+        "init": 12.734, "first": 1.021, "warmup_mean": 0.228204, "mean": 0.214675,
+        "median": 0.209, "p90": None, "p95": 0.251, "p99": None, "min": 0.183, "max": 0.905,
+        "std": 0.031})
 
 
 def test_scientific_notation():
@@ -45,7 +47,7 @@ def test_scientific_notation():
     latency = result.latency_ms()
     assert latency["median"] == pytest.approx(1405.0)
     assert latency["first"] == pytest.approx(1523.41)
-    assert result.peak_memory_mb == 188.5
+    assert result.peak_memory.overall_mb == 188.5
 
 
 def test_legacy_average_line_and_no_percentiles():
@@ -59,8 +61,10 @@ def test_legacy_average_line_and_no_percentiles():
     assert latency["first"] == pytest.approx(1.873)  # the single warm-up run
     assert latency["median"] is None
     assert latency["mean"] == pytest.approx(0.42134)
+    assert latency["warmup_mean"] == pytest.approx(1.873)  # from the average line
     assert result.memory == ()
-    assert result.peak_memory_mb is None
+    assert result.peak_memory is None
+    assert result.delegate is None  # this release logs none
 
 
 def test_op_profiling_tables():
@@ -80,7 +84,14 @@ def test_op_profiling_tables():
     assert result.node_types[1] == {"node_type": "FULLY_CONNECTED", "count": 1, "avg_ms": 0.018,
                                     "avg_percent": 42.857, "cdf_percent": 95.238,
                                     "mem_kb": 0.0, "times_called": 1}
-    assert result.peak_memory_mb == 5.0625
+    assert result.peak_memory.overall_mb == 5.0625
+
+
+def test_a_single_run_is_read_from_its_curr_value():
+    """The accuracy pass runs `--num_runs=1`: the measured line is `count=1 curr=...`."""
+    result = parse_benchmark_output("count=1 curr=900\n\ncount=1 curr=317\n")
+    assert result.single_run_ms() == pytest.approx(0.317)
+    assert result.warmup.curr == 900
 
 
 @pytest.mark.parametrize(

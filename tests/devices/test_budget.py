@@ -27,13 +27,17 @@ def make_report(median=10.0, p90=12.0, top1=0.9, peak_rss_mb=50.0, emulated=Fals
                      "format": "tflite", "precision": "int8"},
         "runtime": {"name": "litert", "version": "2.3.0", "threads": 4, "delegate": None},
         "runs": {"warmup": 1, "measured": 5},
-        "latency_ms": {"init": 1.0, "first": 2.0, "mean": median, "median": median, "p90": p90,
-                       "p99": p90, "min": median, "max": p90, "std": 0.1},
-        "memory": {"peak_rss_mb": peak_rss_mb, "arena_bytes": arena_bytes,
+        "latency_ms": {"init": 1.0, "first": 2.0, "warmup_mean": 1.5, "mean": median,
+                       "median": median, "p90": p90, "p95": p90, "p99": p90, "min": median,
+                       "max": p90, "std": 0.1},
+        "runs_ms": None,
+        "memory": {"init_rss_mb": None, "peak_rss_mb": peak_rss_mb, "arena_bytes": arena_bytes,
                    "flash_bytes": flash_bytes},
         "instructions": None,
+        "ops": None,
         "accuracy": {"top1": top1, "reference_top1": top1, "samples": 10},
         "budget": {"limits": {}, "passed": None, "violations": []},
+        "missing": {},
     }
     if extra:
         report["extra"] = extra

@@ -29,7 +29,7 @@ def _schema(schema_id: str) -> dict:
 def test_every_schema_file_is_a_valid_draft_2020_12_schema() -> None:
     files = sorted(SCHEMA_DIR.glob("*.schema.json"))
     assert [path.name for path in files] == [
-        "edge-bundle-manifest-1.schema.json", "edge-latency-report-1.schema.json"]
+        "edge-bundle-manifest-1.schema.json", "edge-latency-report-2.schema.json"]
     for path in files:
         jsonschema.Draft202012Validator.check_schema(json.loads(path.read_text()))
 
@@ -83,7 +83,7 @@ def test_a_damaged_latency_report_is_refused_naming_the_field(
     assert read_report(profiled) == document  # what profiling wrote follows the schema
     damage(document)
     profiled.write_text(json.dumps(document))
-    with pytest.raises(ArtifactError, match=rf"does not follow edge-latency-report/1: "
+    with pytest.raises(ArtifactError, match=rf"does not follow edge-latency-report/2: "
                        rf"{field.replace('.', '[.]')}: "):
         read_report(profiled)
 

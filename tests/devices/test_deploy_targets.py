@@ -34,7 +34,7 @@ def test_deploy_rpi_through_a_real_sshd(tiny_build: dict, sshd, tmp_path: Path) 
                      echo=lambda _: None)
     report = outcome.report
     assert_follows_schemas(outcome.bundle)
-    assert report["schema"] == "edge-latency-report/1"
+    assert report["schema"] == "edge-latency-report/2"
     assert report["target"]["name"] == "rpi" and report["target"]["adapter"] == "ssh"
     assert report["runtime"]["threads"] == 4 and report["runs"]["measured"] == 5
     assert report["accuracy"]["top1"] == _artifact_record(outcome)["bundle_top1"]

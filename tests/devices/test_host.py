@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from devices.base import LATENCY_KEYS, REPORT_KEYS, SCHEMA, BenchmarkSettings, Budget, DeviceError
+from devices.base import REPORT_KEYS, SCHEMA, BenchmarkSettings, Budget, DeviceError
+from devices.host import RUNNER_MISSING
+from devices.latency_stats import LATENCY_KEYS, run_statistics
 from devices.errors import ArtifactError
 from devices.fsutil import sha256_file
 from devices.profiles import load_profile
@@ -31,7 +33,16 @@ def test_profile_target_on_host_writes_schema_valid_report(bundle_copy: Path):
     assert written["artifact"]["file"] == "model_int8.tflite"
     assert written["artifact"]["sha256"] == sha256_file(bundle_copy / "model_int8.tflite")
     assert written["runtime"] == {"name": "litert", "version": written["runtime"]["version"],
-                                  "threads": 1, "delegate": None}
+                                  "threads": 1, "delegate": "XNNPACK"}
+    # every statistic is computed from the kept raw runs
+    assert len(written["runs_ms"]) == SETTINGS.runs
+    assert written["latency_ms"] == pytest.approx(
+        {**written["latency_ms"], **run_statistics(written["runs_ms"])})
+    assert written["latency_ms"]["warmup_mean"] > 0 and written["latency_ms"]["init"] > 0
+    assert 10 < written["memory"]["init_rss_mb"] <= written["memory"]["peak_rss_mb"]
+    assert written["ops"] is None and written["missing"]["ops"] == RUNNER_MISSING["ops"]
+    assert set(written["missing"]) == {"ops", "instructions", "memory.arena_bytes",
+                                       "memory.flash_bytes"}
     assert written["runs"] == {"warmup": 2, "measured": 10}
     manifest = json.loads((bundle_copy / "manifest.json").read_text())
     validation_top1 = manifest["metrics"]["artifacts"]["model_int8.tflite"]["top1"]

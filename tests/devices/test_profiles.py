@@ -86,7 +86,8 @@ def test_bad_toml_is_a_config_error(tmp_path: Path):
         ('adapter = "host"\n[artifact]\nformat="tflite"\nprecision="int8"\n'
          '[runtime]\nname="litert"\n[budget]\nspeed=1', r"unknown key custom: budget\.speed; expected one of flash_kb, latency_ms"),
         ('adapter = "host"\n[artifact]\nformat="tflite"\nprecision="int8"\n'
-         '[runtime]\nname="litert"\n[budget]\nlatency_stat="p50"', r"budget\.latency_stat = 'p50' is not allowed; expected one of 'median', 'p90'"),
+         '[runtime]\nname="litert"\n[budget]\nlatency_stat="p50"', r"budget\.latency_stat = 'p50' is not allowed; expected one of 'init', 'first', "
+         r"'warmup_mean', 'mean', 'std', 'min', 'max', 'median', 'p90', 'p95', 'p99'"),
         ('adapter = "host"\n[runtime]\nname="litert"', r"missing key custom: artifact\.format"),
         ('adapter = "host"\ncolour = "red"\n[artifact]\nformat="tflite"\nprecision="int8"\n'
          '[runtime]\nname="litert"', r"unknown key\(s\) colour"),

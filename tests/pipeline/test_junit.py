@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ElementTree
 
-from devices.base import Budget, LatencyReport, empty_latency
+from devices.base import Budget, LatencyReport
+from devices.latency_stats import empty_latency
 from devices.budget import evaluate_budget
 from pipeline.junit import to_junit
 
@@ -17,7 +18,8 @@ def _report(name: str, median: float, top1: float, emulated: bool = False) -> di
         runtime={"name": "litert", "version": "2.3.0", "threads": 1, "delegate": None},
         runs={"warmup": 1, "measured": 5},
         latency_ms={**empty_latency(), "median": median, "p90": median * 1.2},
-        memory={"peak_rss_mb": 100.0, "arena_bytes": None, "flash_bytes": None},
+        memory={"init_rss_mb": 90.0, "peak_rss_mb": 100.0, "arena_bytes": None,
+                "flash_bytes": None},
         accuracy={"top1": top1, "reference_top1": top1, "samples": 40},
     ).to_dict()
 

@@ -1,7 +1,7 @@
 """The cross-target report: numbers equal the manifests and latency reports it reads.
 
 The dist/ folders are written by the fixture below following the manifest contract (docs/architecture.md) and the
-edge-latency-report/1 schema (devices.base.LatencyReport.to_dict), so the test needs no
+edge-latency-report/2 schema (devices.base.LatencyReport.to_dict), so the test needs no
 training; a real bundle from `make deploy` has the same shape.
 """
 
@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from devices.base import LatencyReport, empty_latency
+from devices.base import LatencyReport
+from devices.latency_stats import empty_latency
 from devices.errors import ArtifactError
 from devices.fsutil import atomic_write_json
 from pipeline.plots import PNG_SIGNATURE, ParetoPoint, non_dominated, pareto_front
@@ -80,7 +81,7 @@ def _manifest(target: str, artifacts: list[str]) -> dict[str, Any]:
 def _report(target: str, adapter: str, file: str, fmt: str, median: float, p90: float,
             top1: float, *, emulated: bool = False, instructions: dict | None = None,
             memory: dict | None = None, budget: dict | None = None,
-            extra: dict | None = None) -> dict[str, Any]:
+            ops: list | None = None) -> dict[str, Any]:
     report = LatencyReport(
         target={"name": target, "adapter": adapter, "device": {"machine": "x86_64"},
                 "emulated": emulated},
@@ -88,15 +89,16 @@ def _report(target: str, adapter: str, file: str, fmt: str, median: float, p90: 
                   "precision": "int8"},
         runtime={"name": "litert", "version": "2.3.0", "threads": 2, "delegate": None},
         runs={"warmup": 10, "measured": 50},
-        latency_ms={"init": 4.1, "first": 0.9, "mean": median * 1.02, "median": median,
-                    "p90": p90, "p99": p90 * 1.1, "min": median * 0.9, "max": p90 * 1.3,
-                    "std": 0.01},
-        memory=memory or {"peak_rss_mb": 142.5, "arena_bytes": None, "flash_bytes": None},
+        latency_ms={"init": 4.1, "first": 0.9, "warmup_mean": 0.5, "mean": median * 1.02,
+                    "median": median, "p90": p90, "p95": p90 * 1.05, "p99": p90 * 1.1,
+                    "min": median * 0.9, "max": p90 * 1.3, "std": 0.01},
+        memory=memory or {"init_rss_mb": 120.0, "peak_rss_mb": 142.5, "arena_bytes": None,
+                          "flash_bytes": None},
         instructions=instructions,
+        ops=ops,
         accuracy={"top1": top1, "reference_top1": 0.9655, "samples": 200},
         budget=budget or {"limits": {"latency_ms": 50.0, "latency_stat": "median"},
                           "passed": True, "violations": []},
-        extra=extra or {},
     )
     return report.to_dict()
 
@@ -115,16 +117,18 @@ def write_dist(root: Path) -> Path:
         "mcu", "mcu-qemu", "model", "c", 180.0, 181.5, 0.9650, emulated=True,
         instructions={"count": 24_000_000, "per_mac": 37.48, "est_cycles": 28_800_000,
                       "est_ms": 180.0, "clock_mhz": 160.0, "cpi": 1.2},
-        memory={"peak_rss_mb": None, "arena_bytes": 38_912, "flash_bytes": 61_440},
+        memory={"init_rss_mb": None, "peak_rss_mb": None, "arena_bytes": 38_912,
+                "flash_bytes": 61_440},
         budget={"limits": {"latency_ms": 150.0, "latency_stat": "median", "flash_kb": 256.0},
                 "passed": False, "violations": ["latency median (ms): 180.000 breaks <= 150"]}))
     atomic_write_json(dist / "phone" / "latency_report.json", _report(
         "phone", "adb", "model_int8.tflite", "tflite", 0.0871, 0.0871, 0.9655,
-        extra={"op_profile": {"node_types": [
-            {"node_type": "CONV_2D", "count": 3, "avg_ms": 0.061, "percent": 70.0},
-            {"node_type": "FULLY_CONNECTED", "count": 1, "avg_ms": 0.017, "percent": 19.5},
-            {"node_type": "MAX_POOL_2D", "count": 2, "avg_ms": 0.009, "percent": 10.5},
-        ]}}))
+        ops=[{"name": "conv_1", "type": "CONV_2D", "ms": 0.061, "instructions": None,
+              "share": 0.70},
+             {"name": "dense", "type": "FULLY_CONNECTED", "ms": 0.017, "instructions": None,
+              "share": 0.195},
+             {"name": "pool_1", "type": "MAX_POOL_2D", "ms": 0.009, "instructions": None,
+              "share": 0.105}]))
     return dist
 
 
@@ -199,7 +203,7 @@ def test_markdown_shows_the_same_numbers(written: Any) -> None:
     assert ("| teacher | keras | fp32 | 98.75% | 1,250,858 | 10,931,200 | 5,036,112 | – |"
             in markdown)
     assert "BROKEN: latency median (ms): 180.000 breaks <= 150" in markdown
-    assert "| CONV_2D | 0.061 ms | 70.0% | 3 |" in markdown
+    assert "| conv_1 | CONV_2D | 0.061 ms | 70.0% |" in markdown
 
 
 def test_plots_are_valid_pngs_and_the_html_embeds_them(written: Any) -> None:
@@ -228,17 +232,20 @@ def test_estimates_scale_the_measured_latency_by_macs(written: Any) -> None:
     assert estimates["teacher"]["top1"] == 0.9875
 
 
-def test_hot_spots_rank_ops_by_time() -> None:
-    """The profile as the adb adapter writes it: node types first, else single operators."""
-    operators = [{"node_type": "ADD", "name": "add_1", "avg_ms": 1.0},
-                 {"node_type": "CONV_2D", "name": "conv_1", "avg_ms": 3.0}]
-    rows = hot_spots({"extra": {"op_profile": {"operators": operators, "node_types": []}}})
-    assert [row["op"] for row in rows] == ["conv_1", "add_1"]
-    assert rows[0]["share"] == pytest.approx(0.75)  # no percent column: share of the total
-    node_types = [{"node_type": "CONV_2D", "count": 4, "avg_ms": 3.0, "percent": 70.0}]
-    rows = hot_spots({"extra": {"op_profile": {"operators": operators, "node_types": node_types}}})
-    assert rows == [{"op": "CONV_2D", "cost": 3.0, "unit": "ms", "share": 0.7, "count": 4}]
-    assert hot_spots({"extra": {}}) == [] == hot_spots({})
+def test_hot_spots_rank_ops_by_cost() -> None:
+    """The report's `ops`: ms on the phone, instructions on the MCU."""
+    timed = [{"name": "add_1", "type": "ADD", "ms": 1.0, "instructions": None, "share": 0.25},
+             {"name": "conv_1", "type": "CONV_2D", "ms": 3.0, "instructions": None,
+              "share": 0.75}]
+    assert hot_spots({"ops": timed}) == [
+        {"op": "conv_1", "type": "CONV_2D", "cost": 3.0, "unit": "ms", "share": 0.75},
+        {"op": "add_1", "type": "ADD", "cost": 1.0, "unit": "ms", "share": 0.25}]
+    counted = [{"name": "#0 CONV_2D", "type": "CONV_2D", "ms": None, "instructions": 900,
+                "share": 0.9}, {"name": "#1 ADD", "type": "ADD", "ms": None,
+                                "instructions": 100, "share": 0.1}]
+    assert [(row["cost"], row["unit"]) for row in hot_spots({"ops": counted})] == [
+        (900.0, "instructions"), (100.0, "instructions")]
+    assert hot_spots({"ops": None}) == [] == hot_spots({})
 
 
 def test_latency_of_a_plain_report_is_its_budget_stat() -> None:

@@ -321,6 +321,7 @@ class FakeDevice:
         if self.corrupt_pushes and content:  # a flipped bit, as a bad cable would cause
             content = bytes([content[0] ^ 1]) + content[1:]
         try:
+            os.makedirs(os.path.dirname(host_path) or ".", exist_ok=True)  # as adbd's mkdirs
             with open(host_path, "wb") as handle:
                 handle.write(content)
             os.chmod(host_path, stat.S_IMODE(int(mode)))
