@@ -25,6 +25,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from devices.latency_stats import run_statistics  # noqa: E402 - after the path insert
+
 RUNNER = ROOT / "devices" / "bench_runner.py"
 TOLERANCE = 0.10
 
@@ -63,7 +65,7 @@ def runner_median(model: Path, inputs: Path, threads: int, runs: int, warmup: in
                "--threads", str(threads), "--runs", str(runs), "--warmup", str(warmup),
                "--no-output-values"]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
-    return json.loads(result.stdout)["latency_ms"]["median"]
+    return run_statistics(json.loads(result.stdout)["times_ms"]["runs"])["median"]
 
 
 def litert_median(tool: Path, model: Path, threads: int, runs: int, warmup: int,

@@ -35,6 +35,7 @@ from devices.bench_runner import parse_cpuinfo
 from devices.profiles import load_profile
 from devices.profiling import profile_target
 from devices.registry import create_adapter
+from tests.contracts import assert_one_report_shape
 from tests.devices.conftest import SAMPLES
 from tests.devices.timeouts import assert_stopped_at_its_timeout
 
@@ -84,7 +85,7 @@ def test_profile_phone_through_real_adb_server(fake_phone, fake_benchmark_model,
                                     "reference_top1": validated}
     assert 0.5 < validated < 1.0  # a real, imperfect model: the equality is not trivial
     assert document["missing"]["ops"].startswith("not asked for")
-    assert document["missing"]["instructions"]
+    assert_one_report_shape(document)
     device = document["target"]["device"]
     assert {key: device.pop(key) for key in ("serial", "taskset_mask")} == {
         "serial": SETTINGS.device_address(phone.serial), "taskset_mask": "1"}
@@ -113,6 +114,21 @@ def test_profile_phone_through_real_adb_server(fake_phone, fake_benchmark_model,
     assert affinity.split() == ["Cpus_allowed_list:", "0"]
     # the working folder was removed from the device
     assert list(phone.sandbox.iterdir()) == []
+
+
+@pytest.mark.parametrize(("limit_ms", "passed"), [(15.0, True), (0.3, False)])
+def test_a_p90_budget_on_the_phone_is_judged(fake_phone, fake_benchmark_model,
+                                             bundle_copy: Path, limit_ms: float, passed: bool):
+    """benchmark_model prints no p90; the per-sample runs give it (0.3855 ms in the double)."""
+    phone = fake_phone()
+    profile = phone_profile(fake_benchmark_model[0], serial=phone.serial,
+                            **{"budget.latency_stat": "p90", "budget.latency_ms": str(limit_ms)})
+    document = profile_target(profile, bundle_copy, SETTINGS)
+    p90 = document["latency_ms"]["p90"]
+    assert p90 == pytest.approx(np.percentile((300 + np.arange(SAMPLES)) / 1000.0, 90))
+    assert document["budget"]["passed"] is passed
+    assert document["budget"]["violations"] == ([] if passed else [
+        f"latency p90 (ms): {p90:.3f} breaks <= {limit_ms:g}"])
 
 
 def test_pushed_files_are_byte_identical_on_the_device(fake_phone, fake_benchmark_model,

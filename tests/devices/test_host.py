@@ -14,6 +14,7 @@ from devices.latency_stats import LATENCY_KEYS, run_statistics
 from devices.errors import ArtifactError
 from devices.fsutil import sha256_file
 from devices.profiles import load_profile
+from tests.contracts import assert_one_report_shape
 from devices.profiling import profile_target, settings_for
 from devices.registry import create_adapter
 
@@ -43,6 +44,7 @@ def test_profile_target_on_host_writes_schema_valid_report(bundle_copy: Path):
     assert written["ops"] is None and written["missing"]["ops"] == RUNNER_MISSING["ops"]
     assert set(written["missing"]) == {"ops", "instructions", "memory.arena_bytes",
                                        "memory.flash_bytes"}
+    assert_one_report_shape(written)
     assert written["runs"] == {"warmup": 2, "measured": 10}
     manifest = json.loads((bundle_copy / "manifest.json").read_text())
     validation_top1 = manifest["metrics"]["artifacts"]["model_int8.tflite"]["top1"]

@@ -18,6 +18,7 @@ from devices import bench_runner
 from devices.base import BenchmarkSettings
 from devices.profiles import load_profile
 from devices.profiling import profile_target
+from tests.contracts import assert_one_report_shape
 
 pytestmark = pytest.mark.qemu_user
 
@@ -66,6 +67,7 @@ def test_rpi_emu_profile_through_sshd(emu_python: Path, sshd, bundle_copy: Path)
         "model_int8.tflite"]["top1"]
     assert document["budget"]["passed"] is True
     assert "latency_ms" not in document["budget"]["limits"]  # emulated timings are no budget
+    assert_one_report_shape(document)
 
 
 def test_rpi_emu_local_transport_by_default(emu_python: Path, bundle_copy: Path):

@@ -18,6 +18,7 @@ from devices.base import BenchmarkSettings, Bundle, DeviceError
 from devices.fsutil import sha256_file
 from devices.profiles import load_profile
 from devices.profiling import profile_target
+from tests.contracts import assert_one_report_shape
 from devices.registry import create_adapter
 from devices.ssh import SshTransport
 from tests.devices.timeouts import (
@@ -63,6 +64,7 @@ def test_profile_rpi_through_sshd(sshd, bundle_copy: Path):
     assert document["runtime"]["threads"] == 2
     assert document["runs"] == {"warmup": 2, "measured": 8}
     assert json.loads((bundle_copy / "latency_report.json").read_text()) == document
+    assert_one_report_shape(document)
 
 
 def test_deploy_verifies_and_cleanup_removes_the_remote_folder(sshd, tiny_bundle: Path):

@@ -14,6 +14,7 @@ from devices.mcu.bit_exact import BitExactnessError, compare_outputs
 from devices.mcu.firmware_run import calibrate
 from devices.mcu.qemu_runner import run_firmware
 from devices.mcu.toolchain import compile_elf
+from tests.contracts import assert_one_report_shape
 from devices.profiles import load_profile
 from devices.registry import create_adapter
 
@@ -64,6 +65,10 @@ def test_resnet8_on_cortex_m4_is_bit_exact_and_counts_instructions(tmp_path, res
     assert report["accuracy"]["samples"] == 12
     assert report["accuracy"]["top1"] == report["accuracy"]["reference_top1"]
     assert "estimates" in report["extra"]
+    assert_one_report_shape(report)
+    assert report["runs_ms"] == pytest.approx(
+        [count * 1.25 / 80e3 for count in report["extra"]["instructions_per_inference"]],
+        abs=1e-4)
 
 
 @pytest.mark.parametrize("referee", ["litert", "tflm"])
@@ -86,16 +91,17 @@ def test_the_layer_profile_adds_up_to_the_inference(tmp_path, resnet8_int8):
     from devices.mcu.graph import load_graph
 
     report = _run("mcu", _bundle(tmp_path, resnet8_int8, samples=3)).to_dict()
-    rows = report["extra"]["op_profile"]["operators"]
+    rows = report["ops"]
     graph = load_graph(resnet8_int8.path)
-    assert [row["node_type"] for row in rows] == [op.name for op in graph.operators]
+    assert [row["type"] for row in rows] == [op.name for op in graph.operators]
     assert sum(row["macs"] for row in rows) == report["extra"]["readiness"]["macs"]
     layers = sum(row["instructions"] for row in rows)
     total = report["instructions"]["count"]
     # the rows miss only model_invoke's input and output copies and one timer read
     assert 0 < total - layers < 0.01 * total
-    assert sum(row["percent"] for row in rows) == pytest.approx(100.0, abs=0.1)
-    convolution = next(row for row in rows if row["node_type"] == "CONV_2D")
+    assert sum(row["share"] for row in rows) == pytest.approx(1.0, abs=0.001)
+    assert all(row["ms"] is None for row in rows)  # the MCU counts, it does not time
+    convolution = next(row for row in rows if row["type"] == "CONV_2D")
     assert convolution["instructions_per_mac"] == pytest.approx(
         convolution["instructions"] / convolution["macs"], rel=1e-2)
 
