@@ -77,7 +77,7 @@ def test_device_accuracy_equals_the_validation_of_the_same_samples(
     for target, outcome in workspace["outcomes"].items():
         report = outcome.report
         artifact = _manifest(workspace, target)["metrics"]["artifacts"]["model_int8.tflite"]
-        assert report["schema"] == "edge-latency-report/1"
+        assert report["schema"] == "edge-latency-report/2"
         assert report["accuracy"]["samples"] == 40 == artifact["bundle_samples"]
         on_disk = json.loads((outcome.bundle / "latency_report.json").read_text())
         assert on_disk == report
@@ -100,7 +100,7 @@ def test_device_accuracy_equals_the_validation_of_the_same_samples(
     assert instructions["count"] > pruned_macs  # at least one instruction per MAC
     assert instructions["per_mac"] == pytest.approx(instructions["count"] / pruned_macs, abs=1e-3)
     assert any("TFLite Micro readiness" in line for line in workspace["lines"])
-    layers = mcu["extra"]["op_profile"]["operators"]
+    layers = mcu["ops"]
     assert sum(row["macs"] for row in layers) == pruned_macs
     log = "\n".join(workspace["lines"])
     assert "layers     instructions per op" in log
@@ -119,7 +119,7 @@ def test_cross_target_report_numbers_equal_the_bundles(workspace: dict[str, Any]
     assert repr(host_median) in text or str(host_median) in text
     teacher_top1 = _manifest(workspace, "host")["metrics"]["teacher"]["top1"]
     assert str(teacher_top1) in text
-    mcu_layers = workspace["outcomes"]["mcu"].report["extra"]["op_profile"]["operators"]
+    mcu_layers = workspace["outcomes"]["mcu"].report["ops"]
     costliest = max(mcu_layers, key=lambda row: row["instructions"])
     hot = document["hot_spots"]["mcu"][0]
     assert (hot["op"], hot["cost"], hot["unit"]) == (
