@@ -320,8 +320,8 @@ class AdbAdapter(DeviceAdapter):
                        else f"failed with exit code {status}")
             raise DeviceError(f"{self.where}: the accuracy pass (benchmark_model once per "
                               f"bundled sample) {verdict}: {(stdout + stderr).strip()[-1500:]} "
-                              "(hint: does this benchmark_model take --input_layer_value_files "
-                              "and --output_filepath? TFLite 2.9 and later do)")
+                              "(hint: this benchmark_model must take --input_layer_value_files "
+                              "and --output_filepath; use a current LiteRT release build)")
         chunks = stdout.split(SAMPLE_MARKER)[1:]
         runs_ms = [self._parse(chunk).single_run_ms() for chunk in chunks]
         if len(chunks) != len(samples.files) or None in runs_ms:
