@@ -139,7 +139,11 @@ class OnnxSession:
 
 class CapturedStderr:
     """Reads what native code writes to file descriptor 2 inside the `with` block (LiteRT
-    logs its delegate there, not through Python), and writes it back out afterwards."""
+    logs its delegate there, not through Python), and writes it back out afterwards, less
+    the lines that contain one of `drop`."""
+
+    def __init__(self, drop: tuple = ()) -> None:
+        self.drop = drop
 
     def __enter__(self) -> CapturedStderr:
         import tempfile
@@ -157,7 +161,9 @@ class CapturedStderr:
         self._file.seek(0)
         self.text = self._file.read().decode("utf-8", "replace")
         self._file.close()
-        sys.stderr.write(self.text)
+        kept = [line for line in self.text.splitlines(keepends=True)
+                if not any(pattern in line for pattern in self.drop)]
+        sys.stderr.write("".join(kept))
 
 
 def load_litert(model_path: str, threads: int):

@@ -7,7 +7,8 @@ Every module that needs TF does `from devices.tf_env import tf, keras`.
 
 import os
 
-from devices.tf_logs import TF_LOGS_VARIABLE
+from devices.bench_runner import CapturedStderr
+from devices.tf_logs import STARTUP_NOISE, TF_LOGS_VARIABLE
 
 TF_LOGS = os.environ.get(TF_LOGS_VARIABLE) == "1"  # --tf-logs
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -19,8 +20,11 @@ else:
 # op determinism below, repeats bit for bit on one machine (measured: the same weights'
 # sha256 run after run; tests/pipeline/test_cache_runner.py). Across CPUs nothing does.
 
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
+with CapturedStderr(drop=() if TF_LOGS else STARTUP_NOISE):
+    import tensorflow as tf
+    import tf_keras as keras
+
+    tf.config.list_physical_devices()  # the CUDA probe (cuInit) runs here, inside the filter
 
 tf.get_logger().setLevel("INFO" if TF_LOGS else "ERROR")
 # Same seed, same data -> the same model, run after run (costs nothing measurable on CPU).

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from devices.tf_logs import STARTUP_NOISE
 from tests.conftest import TINY_OVERRIDES
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -100,3 +101,23 @@ def test_tf_logs_let_tensorflow_speak() -> None:
                           capture_output=True, text=True, check=True)
     assert quiet.stdout.split() == ["False", "2", "40"]  # logging.ERROR
     assert loud.stdout.split() == ["True", "0", "20"]  # logging.INFO
+
+
+def test_the_cpu_only_startup_lines_are_dropped_unless_tf_logs() -> None:
+    """TensorFlow's CUDA probe prints `cudart_stub`/`cuInit` lines on every start on a CPU
+    machine, below any log level; they are dropped, and come back with --tf-logs."""
+    probe = ("import sys; import devices.tf_env as env; env.tf.constant(1.0); "
+             "print('after the import', file=sys.stderr)")
+    run = [sys.executable, "-c", probe]
+    inherited = {key: value for key, value in _environment().items()
+                 if key != "TF_CPP_MIN_LOG_LEVEL"}
+    loud = subprocess.run(run, env={**inherited, "EDGE_TF_LOGS": "1"}, capture_output=True,
+                          text=True, check=True, cwd=ROOT)
+    quiet = subprocess.run(run, env=inherited, capture_output=True, text=True, check=True,
+                           cwd=ROOT)
+    noise = [line for line in loud.stderr.splitlines()
+             if any(pattern in line for pattern in STARTUP_NOISE)]
+    assert noise  # they are printed on this machine: the filter is what removes them
+    assert not [line for line in quiet.stderr.splitlines()
+                if any(pattern in line for pattern in STARTUP_NOISE)]
+    assert "after the import" in quiet.stderr  # the rest of stderr goes through
