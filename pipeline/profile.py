@@ -19,6 +19,7 @@ from devices.profiling import profile_target, settings_for
 from devices.registry import adapter_class
 from devices.text import optional
 from pipeline.config import PipelineConfig
+from pipeline.progress import waiting
 
 Echo = Callable[[str], None]
 
@@ -51,7 +52,8 @@ def profile_bundle(
         echo(note)
     echo(f"profile    {profile.name} via {profile.adapter} ({profile.artifact_file}, "
          f"{adapter.describe_runs(settings)})")
-    report = profile_target(profile, bundle, settings)
+    with waiting("profile", f"{profile.name} running"):
+        report = profile_target(profile, bundle, settings)
     check = evaluate_budget(report, profile.budget)
     table = format_check_table(check)
     atomic_write_text(bundle / TARGET_REPORT, render_target_markdown(report, table))

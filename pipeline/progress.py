@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TypeVar
 
@@ -68,3 +69,23 @@ def _bar(items: Sequence[Item], stage: str, labels: list[str]) -> Iterator[Item]
             bar.update(task, description=labels[index])
             yield item
             bar.advance(task)
+
+
+@contextlib.contextmanager
+def waiting(stage: str, label: str) -> Iterator[None]:
+    """One long step that reports nothing until it ends (a device run, the MCU emulator): a
+    spinner with the elapsed time on a terminal, a line when it ends in logs (with its time
+    under -v), nothing with -q."""
+    started = time.perf_counter()
+    if _level != QUIET and interactive():
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        columns = (TextColumn(f"{stage:<10}"), SpinnerColumn(), TextColumn(label),
+                   TimeElapsedColumn())
+        with Progress(*columns, transient=True) as spinner:
+            spinner.add_task(label, total=None)
+            yield
+        return
+    yield
+    if _level == VERBOSE:
+        print(f"{stage:<10} {label} {time.perf_counter() - started:.1f}s", flush=True)

@@ -20,9 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 RECOMPUTED = ("export", "validate")  # the stages with steps, recomputed in each run
 
 
-def _command(build: Path, *options: str) -> list[str]:
+def _command(build: Path, *options: str, verb: tuple[str, ...] = ("artifacts", "--targets",
+                                                                  "host")) -> list[str]:
     sets = [item for override in TINY_OVERRIDES for item in ("--set", override)]
-    return [sys.executable, "-m", "pipeline", *options, "artifacts", "--targets", "host",
+    return [sys.executable, "-m", "pipeline", *options, *verb,
             "--build-dir", str(build), "--dist-dir", str(build.parent / "dist"), *sets]
 
 
@@ -42,7 +43,8 @@ def build(tiny_build: dict, tmp_path: Path) -> Path:
     return build
 
 
-def _in_a_terminal(command: list[str], environment: dict[str, str]) -> str:
+def _in_a_terminal(command: list[str], environment: dict[str, str],
+                   exits: tuple[int, ...] = (0,)) -> str:
     pid, descriptor = pty.fork()
     if pid == 0:  # the child: stdout is the terminal
         os.execve(command[0], command, environment)
@@ -56,7 +58,7 @@ def _in_a_terminal(command: list[str], environment: dict[str, str]) -> str:
             break
         chunks.append(chunk)
     _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, b"".join(chunks)[-2000:]
+    assert os.waitstatus_to_exitcode(status) in exits, b"".join(chunks)[-2000:]
     return b"".join(chunks).decode("utf-8", "replace")
 
 
@@ -77,6 +79,17 @@ def test_a_terminal_gets_a_progress_bar(build: Path) -> None:
     output = _in_a_terminal(_command(build), _environment(TERM="xterm"))
     assert "━" in output and "\x1b[" in output  # rich's bar, redrawn in place
     assert "export     1/6 " not in output  # not the log lines
+
+
+@pytest.mark.slow
+def test_a_terminal_sees_profiling_run_with_its_elapsed_time(build: Path) -> None:
+    """Profiling is one process on the device (or in the emulator): a spinner and a clock."""
+    # exit 1 is allowed: the 2-epoch tiny model misses the host's min_accuracy budget
+    output = _in_a_terminal(_command(build, verb=("deploy", "--target", "host")),
+                            _environment(TERM="xterm"), exits=(0, 1))
+    assert "host running" in output  # the spinner, beside the line that says what runs
+    assert "0:00:0" in output  # rich's elapsed-time column, redrawn while it runs
+    assert "latency    median" in output  # and the result once it is done
 
 
 @pytest.mark.slow
