@@ -28,8 +28,8 @@ from typing import Any
 
 from devices.base import (
     CLIENT_GRACE_S,
-    NOT_A_MICROCONTROLLER,
     KILL_GRACE_S,
+    NOT_A_MICROCONTROLLER,
     STOP_AND_REMOVE,
     TIMEOUT_EXITS,
     BenchmarkSettings,

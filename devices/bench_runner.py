@@ -11,8 +11,9 @@ is importable there: ai_edge_litert or tflite_runtime for .tflite, onnxruntime f
 stdout: {"runtime", "threads", "runs", "times_ms", "memory_mb", "cpu", "accuracy",
 "outputs"}. `times_ms` holds the raw times (init, first, every warm-up and measured run):
 the statistics are computed on the pipeline's side (devices/latency_stats.py), the same way
-for every target. `runtime.delegate` is what the runtime ran the graph with. `outputs` holds the raw output tensors of every bundled sample (their dtype,
-shape, sha256 and values) so two machines can prove bit-identical results.
+for every target. `runtime.delegate` is what the runtime ran the graph with. `outputs`
+holds the raw output tensors of every bundled sample (their dtype, shape, sha256 and
+values) so two machines can prove bit-identical results.
 Errors: one JSON object {"error", "message", "hint"} on stderr and an exit code from
 EXIT_CODES, so the adapter on the other side of SSH can say what went wrong.
 """

@@ -7,10 +7,10 @@ and `-v` adds each step's time (`python -m pipeline -q …`, pipeline/cli.py).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
-import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TypeVar
 

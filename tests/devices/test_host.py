@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from devices.base import REPORT_KEYS, SCHEMA, BenchmarkSettings, Budget, DeviceError
-from devices.host import RUNNER_MISSING
-from devices.latency_stats import LATENCY_KEYS, run_statistics
 from devices.errors import ArtifactError
 from devices.fsutil import sha256_file
+from devices.host import RUNNER_MISSING
+from devices.latency_stats import LATENCY_KEYS, run_statistics
 from devices.profiles import load_profile
-from tests.contracts import assert_one_report_shape
 from devices.profiling import profile_target, settings_for
 from devices.registry import create_adapter
+from tests.contracts import assert_one_report_shape
 
 SETTINGS = BenchmarkSettings(warmup=2, runs=10, threads=1)
 

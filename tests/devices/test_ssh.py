@@ -18,9 +18,9 @@ from devices.base import BenchmarkSettings, Bundle, DeviceError
 from devices.fsutil import sha256_file
 from devices.profiles import load_profile
 from devices.profiling import profile_target
-from tests.contracts import assert_one_report_shape
 from devices.registry import create_adapter
 from devices.ssh import SshTransport
+from tests.contracts import assert_one_report_shape
 from tests.devices.timeouts import (
     SLEEPING_RUNNER,
     assert_stopped_at_its_timeout,

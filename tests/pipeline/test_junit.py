@@ -5,8 +5,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ElementTree
 
 from devices.base import Budget, LatencyReport
-from devices.latency_stats import empty_latency
 from devices.budget import evaluate_budget
+from devices.latency_stats import empty_latency
 from pipeline.junit import to_junit
 
 

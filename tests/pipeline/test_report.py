@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from devices.base import LatencyReport
-from devices.latency_stats import empty_latency
 from devices.errors import ArtifactError
 from devices.fsutil import atomic_write_json
+from devices.latency_stats import empty_latency
 from pipeline.plots import PNG_SIGNATURE, ParetoPoint, non_dominated, pareto_front
 from pipeline.report import (
     format_count,

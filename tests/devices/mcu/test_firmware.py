@@ -14,9 +14,9 @@ from devices.mcu.bit_exact import BitExactnessError, compare_outputs
 from devices.mcu.firmware_run import calibrate
 from devices.mcu.qemu_runner import run_firmware
 from devices.mcu.toolchain import compile_elf
-from tests.contracts import assert_one_report_shape
 from devices.profiles import load_profile
 from devices.registry import create_adapter
+from tests.contracts import assert_one_report_shape
 
 pytestmark = [
     pytest.mark.qemu_system,
