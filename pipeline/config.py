@@ -112,6 +112,23 @@ class ExportConfig:
     onnx_int8: str = choice(DEFAULT_ONNX_INT8, *ONNX_INT8_SCHEMES)  # quantization settings
 
 
+QUANTIZE_METHODS = ("ptq", "qat")  # pipeline/flow.py: QUANTIZE_FLOWS
+POST_TRAINING = "ptq"
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """How the int8 TFLite file is made: `ptq` calibrates the final model after training;
+    `qat` fine-tunes it with fake quantization first (TFMOT's `quantize_model`), then converts
+    (README, "Quantization-aware training"). The int8 ONNX file is post-training in both."""
+
+    method: str = choice(POST_TRAINING, *QUANTIZE_METHODS)
+    # qat only: hard labels (`finetune`) or the teacher through the student's loss (`kd`)
+    finetune: str = choice("kd", "finetune", "kd")  # pipeline/stages/qat.py: FINETUNES
+    epochs: int = bounded(3, 1, 1000)
+    learning_rate: float = bounded(0.0001, 1e-7, 10.0)
+
+
 @dataclass(frozen=True)
 class ValidateConfig:
     max_accuracy_drop: float = bounded(1.0, 0.0, 100.0)  # points of top-1
@@ -179,6 +196,7 @@ class PipelineConfig:
     student: StudentConfig = StudentConfig()
     prune: PruneConfig = PruneConfig()
     export: ExportConfig = ExportConfig()
+    quantize: QuantizeConfig = QuantizeConfig()
     validate: ValidateConfig = ValidateConfig()
     profile: ProfileConfig = ProfileConfig()
     distribute: DistributeConfig = DistributeConfig()
@@ -200,12 +218,16 @@ class PipelineConfig:
 
     def fingerprint(self) -> str:
         hashed = {name: hashed_section(getattr(self, name)) for name in SECTION_NAMES}
+        if self.quantize.method == POST_TRAINING:
+            # post-training quantization reads none of [quantize]'s keys: without it the
+            # fingerprint stays what it was before the section existed
+            del hashed["quantize"]
         return hashlib.sha256(canonical_json(hashed).encode()).hexdigest()[:16]
 
 
 SECTION_NAMES = (
-    "data", "teacher", "student", "prune", "export", "validate", "profile", "distribute",
-    "study",
+    "data", "teacher", "student", "prune", "export", "quantize", "validate", "profile",
+    "distribute", "study",
 )
 
 
@@ -276,6 +298,19 @@ def _refuse_conflicts(sections: dict[str, Any]) -> None:
         raise ConfigError(
             'prune.finetune = "kd" distils with student.loss, and student.loss = "labels" '
             'uses no teacher (hint: set prune.finetune = "finetune", or student.loss = "kd")')
+    quantize, export = sections["quantize"], sections["export"]
+    if quantize.method == POST_TRAINING:
+        return
+    if student.loss == LABELS_ONLY and quantize.finetune == "kd":
+        raise ConfigError(
+            'quantize.finetune = "kd" distils with student.loss, and student.loss = "labels" '
+            'uses no teacher (hint: set quantize.finetune = "finetune")')
+    if "tflite" not in export.formats or "int8" not in export.precisions:
+        raise ConfigError(
+            f'quantize.method = "{quantize.method}" trains the int8 TFLite file, which [export] '
+            f"does not make (formats {list(export.formats)}, precisions "
+            f'{list(export.precisions)}) (hint: add "tflite" and "int8" to them, or set '
+            f'quantize.method = "{POST_TRAINING}")')
 
 
 def _target_settings(tables: Any) -> tuple[tuple[str, str, str], ...]:

@@ -35,6 +35,11 @@ PRUNED_KEYS = METRIC_KEYS + ("top1_before_finetune", "top1_before_pruning", "met
                              "params_before", "macs_before", "bytes_before",
                              "criterion", "finetune", "source", "mac_ratio", "layer_channels",
                              "sparsity", "gzip_bytes_before", "gzip_bytes_after")
+# metrics.qat (quantize.method = "qat"): the fine-tuning, and the int8 TFLite top-1 of QAT's
+# file and of post-training quantization of the same final model, on the same test split
+QAT_KEYS = ("model", "top1", "params", "macs", "float_top1", "int8_top1", "ptq_top1",
+            "gain_points", "finetune", "epochs", "epochs_run", "learning_rate", "scheme",
+            "calibrated_ranges", "wall_time_s", "history", "note")
 
 
 def load_target(name: str, config: PipelineConfig) -> TargetProfile:
@@ -58,6 +63,8 @@ def manifest_metrics(run: RunResult, config: PipelineConfig) -> dict[str, Any]:
         history = metrics["pruned"].get("history") or {}
         # The fine-tuning record nests Keras' per-epoch history beside its epoch count.
         metrics["pruned"]["history"] = history.get("history", history)
+    if "qat" in run.outcomes:
+        metrics["qat"] = pick(run.record("qat"), QAT_KEYS)
     return metrics
 
 

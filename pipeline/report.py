@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pipeline.plots as plots
+from devices.artifact_kinds import artifact_kind
 from devices.budget import read_report
 from devices.bundle import LATENCY_REPORT, MANIFEST, Manifest, read_manifest
 from devices.errors import ArtifactError
@@ -37,11 +38,9 @@ STAGES: tuple[tuple[str, str], ...] = (
 )
 HOT_SPOT_ROWS = 8
 STUDY_FOLDER = "study"  # dist/study/: `make study` writes it, the report embeds it
-# A latency report's per-op profile (`extra.op_profile`, written by the adb adapter from
-# benchmark_model's tables, devices/benchmark_model_parser.py): "Summary by node type"
-# (node_types) ranks op kinds, "Run Order" (operators) single ops. Table -> its name column.
-OP_TABLES = (("node_types", "node_type"), ("operators", "name"))
-OP_COSTS = (("avg_ms", "ms"), ("instructions", "instructions"))  # phone, MCU (per layer)
+# A latency report's per-op profile (`ops`: the phone's benchmark_model table, the MCU's
+# layer marks) gives each op's cost in one of these columns.
+OP_COSTS = ("ms", "instructions")
 
 
 @dataclass(frozen=True)
@@ -244,17 +243,12 @@ def build_effects(metrics: dict[str, Any], variants: Sequence[dict[str, Any]],
 
 def hot_spots(report: dict[str, Any], limit: int = HOT_SPOT_ROWS) -> list[dict[str, Any]]:
     """The costliest ops of the report's per-op profile, if it has one."""
-    profile = report.get("extra", {}).get("op_profile", {})
-    table, name = next(((profile[table], name) for table, name in OP_TABLES
-                        if profile.get(table)), ([], ""))
-    if not table:
+    ops = report.get("ops") or []
+    unit = next((column for column in OP_COSTS if ops and ops[0].get(column) is not None), None)
+    if unit is None:
         return []
-    column, unit = next((column, unit) for column, unit in OP_COSTS if column in table[0])
-    total = sum(float(entry[column]) for entry in table) or 1.0
-    rows = [{"op": str(entry[name]), "cost": float(entry[column]), "unit": unit,
-             "share": float(entry.get("percent", 100.0 * entry[column] / total)) / 100.0,
-             "count": entry.get("count")}
-            for entry in table]
+    rows = [{"op": str(op["name"]), "type": op["type"], "cost": float(op[unit]), "unit": unit,
+             "share": op["share"]} for op in ops]
     return sorted(rows, key=lambda row: -row["cost"])[:limit]
 
 
@@ -306,6 +300,7 @@ def build_document(bundles: Sequence[TargetBundle]) -> dict[str, Any]:
         "targets": [_target_record(bundle) for bundle in bundles],
         "variants": variants,
         "effects": build_effects(first_metrics, variants, first_group),
+        "quantization": build_quantization(bundles),
         "hot_spots": {b.name: hot_spots(b.latency) for b in bundles
                       if b.latency is not None and hot_spots(b.latency)},
         "estimates": {b.name: build_estimates(b, variants) for b in bundles
@@ -385,9 +380,10 @@ def effects_table(document: dict[str, Any]) -> Table:
 
 
 def hot_spot_tables(document: dict[str, Any]) -> list[Table]:
-    return [Table(("op", "cost", "share", "count"), tuple(
-        (row["op"], _cost(row["cost"], row["unit"]), f"{100 * row['share']:.1f}%",
-         format_count(row["count"])) for row in rows), f"Hot spots: {target}")
+    return [Table(("op", "type", "cost", "share"), tuple(
+        (row["op"], row["type"], _cost(row["cost"], row["unit"]),
+         "-" if row["share"] is None else f"{100 * row['share']:.1f}%") for row in rows),
+        f"Hot spots: {target}")
         for target, rows in document["hot_spots"].items()]
 
 
@@ -427,9 +423,53 @@ def study_images(dist_dir: Path, study: dict[str, Any] | None) -> dict[str, byte
             if (folder / name).is_file()}
 
 
+# --- PTQ against QAT (quantize.method = "qat") ------------------------------------------
+
+QAT_FILE = artifact_kind("tflite", "int8").file  # the file quantize.method = "qat" trains
+
+
+def build_quantization(bundles: Sequence[TargetBundle]) -> list[dict[str, Any]]:
+    """Per config built with QAT (metrics.qat): the int8 TFLite top-1 of post-training
+    quantization of the final model and of the file QAT fine-tuned and ships (its validated
+    record), on the same test split."""
+    groups = _groups(bundles)
+    rows = []
+    for fingerprint, metrics in groups.items():
+        qat = metrics.get("qat")
+        if not qat:
+            continue
+        shipped = (metrics.get("artifacts") or {}).get(QAT_FILE) or {}
+        qat_top1 = shipped.get("top1", qat.get("int8_top1"))
+        rows.append({
+            "group": fingerprint, "label": f"{_prefix(groups, fingerprint)}{_final_stage(metrics)}",
+            "file": QAT_FILE, "float_top1": qat.get("float_top1"), "ptq_top1": qat.get("ptq_top1"),
+            "qat_top1": qat_top1, "top1_points": _points(qat_top1, qat.get("ptq_top1")),
+            "finetune": qat.get("finetune"), "epochs_run": qat.get("epochs_run"),
+            "learning_rate": qat.get("learning_rate"),
+        })
+    return rows
+
+
+def quantization_tables(document: dict[str, Any]) -> list[Table]:
+    rows = tuple(
+        (row["label"], row["file"], format_top1(row["float_top1"]), format_top1(row["ptq_top1"]),
+         format_top1(row["qat_top1"]), format_points(row["top1_points"]),
+         f"{optional(row['epochs_run'], 'd')} epochs {row['finetune'] or '–'}, learning rate "
+         f"{optional(row['learning_rate'], 'g')}")
+        for row in document.get("quantization") or ())
+    if not rows:
+        return []
+    return [Table(("model", "file", "float (Keras)", "int8 PTQ", "int8 QAT", "QAT − PTQ (points)",
+                   "QAT fine-tuning"), rows, "Post-training against quantization-aware int8",
+                  "Validated top-1 on the test split of the final model's int8 TFLite file, "
+                  "post-training quantized, and after quantization-aware training (the file "
+                  "that ships). The int8 ONNX file is post-training quantized in both.")]
+
+
 def all_tables(document: dict[str, Any]) -> list[Table]:
     return [targets_table(document), variants_table(document), effects_table(document),
-            *hot_spot_tables(document), *study_tables(document)]
+            *hot_spot_tables(document), *study_tables(document),
+            *quantization_tables(document)]
 
 
 # --- rendering ----------------------------------------------------------------------------

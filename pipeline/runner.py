@@ -66,7 +66,7 @@ class Runner:
         self.write_cache = self.cache if self.role.is_chief else StageCache(
             Path(build_dir) / f"worker-{self.role.task_index}" / "cache"
         )
-        self.stages = list(stages) if stages is not None else flow.stages()
+        self.stages = list(stages) if stages is not None else flow.stages(config)
         names = [stage.name for stage in self.stages]
         self.force = {flow.check_stage_name(name, names) for name in force}
         self.echo = echo

@@ -3,6 +3,13 @@
 Every artifact is converted and checked in memory first; files are written (each one
 atomically) only when all conversions succeeded, so a failed export leaves the output
 folder as it was.
+
+An upstream stage may supply an artifact already converted: with `quantize.method = "qat"`
+the int8 TFLite file comes from the QAT stage (pipeline/stages/qat.py), converted from the
+model it fine-tuned with fake quantization. The int8 ONNX file is post-training quantized
+either way: QAT's wrappers learn 8-bit weights, and onnxruntime's int8 GEMM saturates 8-bit
+weights on AVX2 without VNNI, which `export.onnx_int8 = "portable"` exists to avoid (README,
+"int8 ONNX on every CPU").
 """
 
 from __future__ import annotations
@@ -17,10 +24,11 @@ from typing import Any
 import numpy as np
 import onnx
 
-from devices.artifact_kinds import artifact_kind
+from devices.artifact_kinds import ARTIFACT_KINDS, artifact_kind
 from devices.bench_runner import cpu_facts
 from devices.errors import ExportError
 from devices.fsutil import atomic_write_bytes
+from pipeline.cache import CacheEntry
 from pipeline.config import ExportConfig
 from pipeline.conversion import onnx_inspect, tflite_inspect
 from pipeline.conversion.onnx_int8_schemes import ONNX_INT8_SCHEMES
@@ -115,14 +123,30 @@ class _Converted:
     seconds: float
 
 
+@dataclass(frozen=True)
+class SuppliedArtifact:
+    """An artifact an upstream stage converted: its bytes replace the export's own."""
+
+    content: bytes
+    scheme: dict[str, Any]  # how it was quantized: the record's `scheme`
+    seconds: float
+
+
+Supplied = dict[tuple[str, str], SuppliedArtifact]  # (format, precision) -> artifact
+
+
 class _Conversions:
     """Converts lazily and remembers results: int8 ONNX reuses the float ONNX bytes."""
 
-    def __init__(self, config: ExportConfig, model: Any, representative: np.ndarray) -> None:
+    def __init__(self, config: ExportConfig, model: Any, representative: np.ndarray,
+                 supplied: Supplied | None = None) -> None:
         self.config = config
         self.model = model
         self.representative = representative
-        self._done: dict[tuple[str, str], _Converted] = {}
+        self._done: dict[tuple[str, str], _Converted] = {
+            key: _Converted(artifact.content, artifact.seconds)
+            for key, artifact in (supplied or {}).items()
+        }
 
     def get(self, artifact_format: str, precision: str) -> _Converted:
         key = (artifact_format, precision)
@@ -178,7 +202,10 @@ IO_QUANTIZATION: dict[str, Callable[[bytes], tuple[Quantization | None, Quantiza
 }
 
 
-def _scheme(config: ExportConfig, artifact_format: str, precision: str) -> dict[str, Any] | None:
+def _scheme(config: ExportConfig, artifact_format: str, precision: str,
+            supplied: Supplied) -> dict[str, Any] | None:
+    if (artifact_format, precision) in supplied:
+        return supplied[(artifact_format, precision)].scheme
     if (artifact_format, precision) != ("onnx", "int8"):
         return None
     return {"name": config.onnx_int8, **ONNX_INT8_SCHEMES[config.onnx_int8].to_dict()}
@@ -240,14 +267,17 @@ def plan_exports(
 
 
 def run_export(
-    config: ExportConfig, model: Any, representative: np.ndarray, out_dir: Path
+    config: ExportConfig, model: Any, representative: np.ndarray, out_dir: Path,
+    supplied: Supplied | None = None,
 ) -> ExportResult:
-    """Convert `model` to every configured artifact, verify each, then write them."""
+    """Convert `model` to every configured artifact (those in `supplied` come converted),
+    verify each, then write them."""
+    supplied = supplied or {}
     model = strip_training_wrappers(model)
     input_shape = tuple(int(d) for d in model.input_shape[1:])
     samples = representative_subset(representative, config.representative_samples, input_shape)
     planned, skipped = plan_exports(config)
-    conversions = _Conversions(config, model, samples)
+    conversions = _Conversions(config, model, samples, supplied)
     converted = {file: conversions.get(fmt, precision)
                  for fmt, precision, file in steps(planned, "export", (p[2] for p in planned))}
     out_dir = Path(out_dir)
@@ -261,23 +291,39 @@ def run_export(
             CONSTANT_BYTES[artifact_format](result.content),
             hashlib.sha256(result.content).hexdigest(), input_quantization,
             output_quantization, round(result.seconds, 3),
-            _scheme(config, artifact_format, precision),
+            _scheme(config, artifact_format, precision, supplied),
         ))
     return ExportResult(tuple(artifacts), tuple(skipped), len(samples), cpu_facts())
 
 
-def export_stage(model_stage: str = "student") -> Any:
+def supplied_artifacts(entry: CacheEntry) -> Supplied:
+    """What an upstream stage's entry supplies: `record["supplies"]` maps each artifact file
+    it holds to {"scheme", "seconds"} (pipeline/stages/qat.py)."""
+    supplied: Supplied = {}
+    for file, details in entry.record["supplies"].items():
+        kind = next((k for k in ARTIFACT_KINDS if k.file == file), None)
+        if kind is None:
+            raise ExportError(f"stage {entry.stage} supplies {file}, which is no artifact kind; "
+                              f"expected one of {', '.join(k.file for k in ARTIFACT_KINDS)}")
+        supplied[(kind.format, kind.precision)] = SuppliedArtifact(
+            (entry.path / file).read_bytes(), dict(details["scheme"]), float(details["seconds"]))
+    return supplied
+
+
+def export_stage(model_stage: str = "student", supplier: str | None = None) -> Any:
     """The runner's Stage: export the model saved by `model_stage` (e.g. "student" or the
-    pruning stage's name), calibrated on the training split."""
+    pruning stage's name), calibrated on the training split; the artifacts the `supplier`
+    stage holds (the QAT stage's int8 TFLite file) are shipped as it converted them."""
 
     def run(context: StageContext) -> dict[str, Any]:
         model = load_model(context.upstream[model_stage].path)
+        supplied = supplied_artifacts(context.upstream[supplier]) if supplier else {}
         return run_export(
-            context.config.export, model, context.dataset.x_train, context.out_dir
+            context.config.export, model, context.dataset.x_train, context.out_dir, supplied
         ).to_dict()
 
     return Stage(
         name="export", version=int(STAGE_VERSION), sections=("export",),
-        upstream=(model_stage,), run=run,
+        upstream=(model_stage,) if supplier is None else (model_stage, supplier), run=run,
         headline=lambda record: ExportResult.from_dict(record).headline,
     )

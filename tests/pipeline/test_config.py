@@ -77,6 +77,10 @@ def test_fingerprint_changes_with_any_value() -> None:
         ("prune.round_to=3", r"prune\.round_to = 3 is not allowed; expected one of 1, 2, 4"),
         ("export.formats=tflite,tflight", r"export\.formats = \['tflite', 'tflight'\] is not allowed"),
         ("teacher.epochs", r"override 'teacher\.epochs' is not of the form section\.key=value"),
+        ("quantize.method=int4", r"quantize\.method = 'int4' is not allowed; expected one of 'ptq', 'qat'"),
+        ("quantize.finetune=retrain", r"quantize\.finetune = 'retrain' is not allowed; expected one of 'finetune', 'kd'"),
+        ("quantize.epochs=0", r"quantize\.epochs = 0 is out of range; expected a value from 1"),
+        ("quantize.bogus=1", r"unknown key quantize\.bogus; expected one of epochs, finetune"),
     ],
 )
 def test_bad_values_are_named_with_what_is_allowed(override: str, message: str) -> None:
@@ -120,3 +124,49 @@ def test_unset_keys_are_not_hashed_so_an_optional_key_keeps_caches_valid() -> No
     seeded = load_config(overrides=["student.seed=3"])
     assert hashed_section(seeded.student)["seed"] == 3
     assert seeded.fingerprint() != config.fingerprint()
+
+
+def test_the_quantize_section_changes_no_fingerprint_or_cache_key_under_ptq() -> None:
+    from pipeline.flow import stages
+    from pipeline.runner import Runner
+
+    config = load_config()
+    assert config.quantize.method == "ptq"
+    unused = load_config(overrides=["quantize.epochs=9", "quantize.finetune=finetune"])
+    qat = load_config(overrides=["quantize.method=qat"])
+    # post-training reads none of [quantize]: the fingerprint of every config stays the
+    # one it had before the section existed
+    assert unused.fingerprint() == config.fingerprint() != qat.fingerprint()
+    assert not any("quantize" in stage.sections for stage in stages(config))
+    assert [stage.name for stage in stages(config)] == [
+        "teacher", "student", "pruned", "export", "validate"]
+    assert [stage.name for stage in stages(qat)][3:] == ["qat", "export", "validate"]
+
+    class Data:
+        fingerprint = "data"
+
+    def keys(runner: Runner) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for stage in runner.stages:
+            found[stage.name] = runner.stage_key(stage, Data(), found)  # type: ignore[arg-type]
+        return found
+
+    baseline = keys(Runner(config, echo=lambda _: None))
+    assert keys(Runner(unused, echo=lambda _: None)) == baseline
+    with_qat = keys(Runner(qat, echo=lambda _: None))
+    assert {name: with_qat[name] for name in ("teacher", "student", "pruned")} == {
+        name: baseline[name] for name in ("teacher", "student", "pruned")}
+    assert with_qat["export"] != baseline["export"]
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["quantize.method=qat", "export.precisions=fp32,int8", "export.formats=onnx"],
+     r'quantize\.method = "qat" trains the int8 TFLite file, which \[export\] does not make'),
+    (["quantize.method=qat", "export.precisions=fp32"], r"hint: add \"tflite\" and \"int8\""),
+    (["quantize.method=qat", "student.loss=labels", "prune.finetune=finetune"],
+     r'quantize\.finetune = "kd" distils .* \(hint: set quantize\.finetune = "finetune"\)'),
+])
+def test_qat_settings_that_cannot_work_are_refused(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=overrides)
+    load_config(overrides=[*overrides, "quantize.method=ptq"])  # post-training: fine

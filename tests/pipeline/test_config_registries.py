@@ -10,9 +10,9 @@ import dataclasses
 
 import pytest
 
-from pipeline import config, distribute
+from pipeline import config, distribute, flow
 from pipeline.pruning import criteria, retraining, selection
-from pipeline.stages import prune
+from pipeline.stages import prune, qat
 from pipeline.study import arms
 
 SELECTORS = {
@@ -23,6 +23,8 @@ SELECTORS = {
     ("prune", "layers"): selection.LAYER_CHOICES,
     ("distribute", "strategy"): distribute.STRATEGIES,
     ("study", "arms"): arms.ARMS,
+    ("quantize", "method"): flow.QUANTIZE_FLOWS,
+    ("quantize", "finetune"): qat.FINETUNES,
 }
 
 
