@@ -37,6 +37,7 @@ from models import create_model  # noqa: E402
 from pipeline.config import AUGMENT_SHIFT_PIXELS, StudentConfig, TeacherConfig  # noqa: E402
 from pipeline.data import DataConfig, Dataset, load_dataset  # noqa: E402
 from pipeline.distiller import Distiller  # noqa: E402
+from pipeline.progress import QUIET, set_verbosity  # noqa: E402
 from pipeline.training import train_classifier, train_distilled  # noqa: E402
 
 BATCH_SIZE = 128
@@ -166,6 +167,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    set_verbosity(QUIET)  # the stages' epoch lines off: the bare fit prints none either
     data = _data(args.data, args.images)
     epochs = max(2, args.epochs)
     # (stage, augment, its loop, the bare fit of the same model)
