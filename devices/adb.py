@@ -40,7 +40,7 @@ from devices.base import (
     TargetProfile,
     under_device_timeout,
 )
-from devices.bench_runner import parse_cpuinfo
+from devices.bench_runner import outputs_digest, parse_cpuinfo
 from devices.benchmark_model_parser import (
     BenchmarkModelResult,
     BenchmarkOutputError,
@@ -55,7 +55,6 @@ from devices.phone_samples import (
     SAMPLE_MARKER,
     SAMPLES_FOLDER,
     SampleSet,
-    outputs_digest,
     write_sample_files,
 )
 from devices.sections import bounded

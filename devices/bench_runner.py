@@ -305,10 +305,17 @@ def evaluate(session, samples: list, labels) -> tuple[dict, dict]:
     predictions = stacked.argmax(axis=1)
     top1 = None if labels is None else float((predictions == labels[: len(predictions)]).mean())
     accuracy = {"top1": top1, "samples": int(len(samples))}
-    digest = hashlib.sha256(numpy.ascontiguousarray(stacked).tobytes()).hexdigest()
     output_record = {"dtype": str(stacked.dtype), "shape": list(stacked.shape),
-                     "sha256": digest, "values": stacked.tolist()}
+                     "sha256": outputs_digest(stacked), "values": stacked.tolist()}
     return accuracy, output_record
+
+
+def outputs_digest(outputs) -> str:
+    """sha256 of the outputs' raw bytes, one row per sample: equal on two machines only
+    when every output is bit-identical."""
+    import numpy
+
+    return hashlib.sha256(numpy.ascontiguousarray(outputs).tobytes()).hexdigest()
 
 
 # --- facts about the machine -------------------------------------------------------------

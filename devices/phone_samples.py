@@ -12,7 +12,6 @@ times as `runs_ms`, the source of the percentiles benchmark_model does not print
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +81,3 @@ def write_sample_files(model: Path, inputs: Path, folder: Path) -> SampleSet:
     return SampleSet(tuple(files), tuple(int(size) for size in samples[0].shape),
                      output_dtype, labels)
 
-
-def outputs_digest(outputs: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(outputs).tobytes()).hexdigest()

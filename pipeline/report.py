@@ -301,8 +301,8 @@ def build_document(bundles: Sequence[TargetBundle]) -> dict[str, Any]:
         "variants": variants,
         "effects": build_effects(first_metrics, variants, first_group),
         "quantization": build_quantization(bundles),
-        "hot_spots": {b.name: hot_spots(b.latency) for b in bundles
-                      if b.latency is not None and hot_spots(b.latency)},
+        "hot_spots": {name: rows for name, rows in
+                      ((b.name, hot_spots(b.latency or {})) for b in bundles) if rows},
         "estimates": {b.name: build_estimates(b, variants) for b in bundles
                       if b.latency is not None},
         "histories": {stage: (first_metrics.get(stage) or {}).get("history")

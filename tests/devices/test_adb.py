@@ -182,11 +182,8 @@ def test_op_profiling_table_reaches_the_report(fake_phone, fake_benchmark_model,
     # this release printed no percentiles: all four come from the per-sample runs
     assert report.latency_ms["median"] == pytest.approx(np.median(report.runs_ms))
     assert report.extra["latency_sources"]["median"].startswith("runs_ms")
-    assert report.to_dict()["missing"] == {key: PHONE_MISSING[key.split(".")[0]]
-                                           if key not in PHONE_MISSING else PHONE_MISSING[key]
-                                           for key in ("memory.arena_bytes",
-                                                       "memory.flash_bytes", "instructions",
-                                                       "runtime.version")}
+    assert report.to_dict()["missing"] == {key: PHONE_MISSING[key] for key in (
+        "memory.arena_bytes", "memory.flash_bytes", "instructions", "runtime.version")}
 
 
 @pytest.mark.parametrize("features", ["shell_v2,cmd", LEGACY_ADBD], ids=["shell_v2", "legacy"])
