@@ -30,7 +30,7 @@ export EDGE_WORKERS = $(value WORKERS)
 export EDGE_DEPLOY_TARGETS = $(if $(filter command line,$(origin TARGETS)),$(value TARGETS),$(value TARGET))
 NEEDS_SYSROOT = $(if $(filter rpi-emu,$(EDGE_DEPLOY_TARGETS)),emu-sysroot)
 
-.PHONY: help setup emu-sysroot run train-cluster deploy artifacts profile check report study advise targets models test lint clean distclean
+.PHONY: help setup emu-sysroot run train-cluster deploy artifacts profile check report study advise targets models test test-deps lint clean distclean
 # The CLI reads EDGE_SET only when this marker says make set it: a leftover shell variable
 # must not change a config (and its cache keys) silently.
 export EDGE_FROM_MAKE = 1
@@ -87,8 +87,11 @@ train-cluster: setup ## train with multi-worker on WORKERS local processes
 models: setup ## list the model zoo
 	$(PIPELINE) models
 
-test: setup ## run the test suite [PYTEST_ARGS=…]
+test: setup ## run the test suite [PYTEST_ARGS=…]; a test whose system program is missing skips
 	$(BIN)/python -m pytest $(PYTEST_ARGS)  # developer flags, not data
+
+test-deps: ## install the Debian packages the tests need (tests/system-packages.txt; sudo when not root)
+	bash tests/install-system-packages.sh
 
 lint: setup ## ruff over the code
 	$(BIN)/ruff check pipeline models devices tests benchmarks

@@ -1,7 +1,5 @@
-"""Suite-wide rules.
-
-Under CI=true a skipped test is a failure: every emulator and server the tests need is
-installed by .ci/run, so a skip there means a broken install step, not a missing device.
+"""Suite-wide rules: a test that needs a system program skips naming its Debian package,
+and under CI=true a skip is a failure (tests/system_tools.py, from tests/system-packages.txt).
 """
 
 from __future__ import annotations
@@ -10,22 +8,15 @@ import os
 
 import pytest
 
+from tests.system_tools import (  # noqa: F401 - pytest finds the hooks by name here
+    pytest_configure,
+    pytest_runtest_makereport,
+    pytest_runtest_setup,
+    pytest_unconfigure,
+)
+
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def running_in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
-    outcome = yield
-    report = outcome.get_result()
-    if running_in_ci() and report.skipped and not hasattr(report, "wasxfail"):
-        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
-        report.outcome = "failed"
-        report.longrepr = f"skipped under CI=true, which must run every test: {reason}"
 
 
 # A tiny configuration of the whole flow, trained once per test session and shared by the

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from devices.fsutil import sha256_file
+from tests.system_tools import require
 
 IMAGE_SHAPE = (8, 8, 1)
 CLASSES = 3
@@ -232,11 +233,8 @@ class SshServer:
 
 @pytest.fixture(scope="session")
 def ssh_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import shutil
 
-    for tool in ("sshd", "ssh", "ssh-keygen"):
-        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
-            pytest.skip(f"{tool} not installed (apt-get install openssh-server openssh-client)")
+    require("sshd", "ssh", "ssh-keygen")
     root = tmp_path_factory.mktemp("sshd")
     client_key = generate_key(root / "client_key")
     (root / "authorized_keys").write_text(client_key.with_suffix(".pub").read_text())
@@ -357,10 +355,7 @@ class AdbServer:
 @pytest.fixture(scope="session")
 def adb_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """HOME of the test adb servers: the adb key pair is generated here once."""
-    import shutil
-
-    if shutil.which("adb") is None:
-        pytest.skip("adb not installed (apt-get install adb)")
+    require("adb")
     return tmp_path_factory.mktemp("adb_home")
 
 

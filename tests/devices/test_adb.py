@@ -38,8 +38,9 @@ from devices.registry import create_adapter
 from tests.contracts import assert_one_report_shape
 from tests.devices.conftest import SAMPLES
 from tests.devices.timeouts import assert_stopped_at_its_timeout
+from tests.system_tools import NEEDS_ADB
 
-pytestmark = pytest.mark.adb
+pytestmark = NEEDS_ADB
 
 DATA = Path(__file__).resolve().parent / "data"
 SETTINGS = BenchmarkSettings(warmup=3, runs=20, threads=2)

@@ -13,6 +13,7 @@ import pytest
 
 from pipeline.deploy import deploy
 from tests.contracts import assert_follows_schemas
+from tests.system_tools import NEEDS_ADB, NEEDS_QEMU_AARCH64, NEEDS_QEMU_X86, NEEDS_SSHD
 
 
 def _with_target_overrides(config, overrides: dict[str, str]):
@@ -25,7 +26,7 @@ def _artifact_record(outcome) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.sshd
+@NEEDS_SSHD
 def test_deploy_rpi_through_a_real_sshd(tiny_build: dict, sshd, tmp_path: Path) -> None:
     overrides = sshd.overrides(**{"extra.python": json.dumps([sys.executable]),
                                   "budget.min_accuracy": "0.0"})
@@ -43,7 +44,7 @@ def test_deploy_rpi_through_a_real_sshd(tiny_build: dict, sshd, tmp_path: Path) 
 
 
 @pytest.mark.slow
-@pytest.mark.qemu_user
+@NEEDS_QEMU_AARCH64
 def test_deploy_rpi_emu_is_bit_identical_to_x86(tiny_build: dict, tmp_path: Path) -> None:
     from devices.emu import build_sysroot
 
@@ -60,7 +61,7 @@ def test_deploy_rpi_emu_is_bit_identical_to_x86(tiny_build: dict, tmp_path: Path
 
 
 @pytest.mark.slow
-@pytest.mark.adb
+@NEEDS_ADB
 def test_deploy_phone_through_real_adb(tiny_build: dict, fake_phone, fake_benchmark_model,
                                        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     phone = fake_phone()
@@ -78,7 +79,7 @@ def test_deploy_phone_through_real_adb(tiny_build: dict, fake_phone, fake_benchm
 
 
 @pytest.mark.slow
-@pytest.mark.qemu_user
+@NEEDS_QEMU_X86
 def test_deploy_host_avx2_runs_the_int8_onnx_file_on_emulated_avx2(
     tiny_build: dict, tmp_path: Path
 ) -> None:

@@ -24,8 +24,9 @@ from pipeline.fleet import (
     parse_host,
     profile_fleet,
 )
+from tests.system_tools import NEEDS_SSHD
 
-pytestmark = pytest.mark.sshd
+pytestmark = NEEDS_SSHD
 
 
 def _children(pid: int) -> list[int]:

@@ -7,7 +7,6 @@ artifact's outputs there must equal the x86 outputs exactly.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -19,16 +18,14 @@ from devices.base import BenchmarkSettings
 from devices.profiles import load_profile
 from devices.profiling import profile_target
 from tests.contracts import assert_one_report_shape
-
-pytestmark = pytest.mark.qemu_user
+from tests.system_tools import require
 
 SETTINGS = BenchmarkSettings(warmup=0, runs=2, threads=1)
 
 
 @pytest.fixture(scope="session")
 def emu_python() -> Path:
-    if shutil.which("qemu-aarch64-static") is None:
-        pytest.skip("qemu-aarch64-static not installed (apt-get install qemu-user-static)")
+    require("qemu-aarch64-static")
     from devices.emu import build_sysroot
 
     return build_sysroot.build()  # cached: a second run only checks the stamp

@@ -27,8 +27,9 @@ from tests.devices.timeouts import (
     device_python,
     processes_running_from,
 )
+from tests.system_tools import NEEDS_SSHD
 
-pytestmark = pytest.mark.sshd
+pytestmark = NEEDS_SSHD
 
 SETTINGS = BenchmarkSettings(warmup=2, runs=8, threads=2)
 

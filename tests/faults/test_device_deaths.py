@@ -16,12 +16,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from devices.bundle import read_manifest
 from devices.fsutil import sha256_file
 from tests.devices.timeouts import SLEEPING_RUNNER, device_python, processes_running_from
 from tests.faults import fault_log
+from tests.system_tools import NEEDS_ADB, NEEDS_MCU, NEEDS_SSHD
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 DEVICE_FAILURE_EXIT = 3
@@ -99,7 +98,7 @@ def _judge(case: str, cli: subprocess.Popen, folder: Path, manifest_hash: str,
     assert survived and lost == 0, (cli.returncode, message, leftovers, stderr[-2000:])
 
 
-@pytest.mark.sshd
+@NEEDS_SSHD
 def test_sshd_killed_mid_run(start_sshd, bundle_copy: Path, tmp_path: Path) -> None:
     server = start_sshd()
     folder, manifest_hash = _bundle(bundle_copy, "rpi")
@@ -120,7 +119,7 @@ def test_sshd_killed_mid_run(start_sshd, bundle_copy: Path, tmp_path: Path) -> N
         shutil.rmtree(path)
 
 
-@pytest.mark.adb
+@NEEDS_ADB
 def test_adb_server_killed_mid_run(adb_server, fake_phone, bundle_copy: Path,
                                    tmp_path: Path) -> None:
     phone = fake_phone()
@@ -139,7 +138,7 @@ def test_adb_server_killed_mid_run(adb_server, fake_phone, bundle_copy: Path,
            "the adb connection was lost")
 
 
-@pytest.mark.qemu_system
+@NEEDS_MCU
 def test_qemu_killed_mid_run(bundle_copy: Path, tmp_path: Path) -> None:
     folder, manifest_hash = _bundle(bundle_copy, "mcu")
     real = shutil.which("qemu-system-arm")

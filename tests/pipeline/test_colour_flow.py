@@ -1,9 +1,10 @@
 """The whole flow on colour images: 2,000 of the real CIFAR-10 training JPEGs (200 a class,
 from ../shared/data, where the project's CI lays it), or, in a clone without it, 2,000
-generated 32x32 colour JPEGs of ten colour-coded classes; one or two epochs. Covers 3-channel normalisation, colour
-augmentation (flips) in real training, int8 export and validation, the microcontroller
-readiness check and the generated C for 32x32x3 inputs, bit-exact on the emulated
-Cortex-M4, and the schemas of what ships."""
+generated 32x32 colour JPEGs of ten colour-coded classes; one or two epochs. Covers
+3-channel normalisation, colour augmentation (flips) in real training, int8 export and
+validation on the host; where the microcontroller's tools are installed, the readiness
+check and the generated C for 32x32x3 inputs, bit-exact on the emulated Cortex-M4; and the
+schemas of what ships."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 from pipeline.config import load_config
 from pipeline.deploy import deploy
 from tests.contracts import assert_follows_schemas
+from tests.system_tools import NEEDS_MCU
 
 ARCHIVE = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10-train-jpeg.tar.gz"
 PER_CLASS = 200
@@ -28,6 +30,7 @@ OVERRIDES = (
     # ten classes from 1,600 images in two epochs: a weak model, many near-ties for int8
     "validate.max_accuracy_drop=5.0",
 )
+
 
 def _generate_images(folder: Path) -> Path:
     """Ten classes told apart by colour and a bright square's place, with noise, as JPEGs."""
@@ -65,19 +68,19 @@ def _extract_slice(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def colour(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Every stage on the colour images, deployed to the host."""
     source = _extract_slice if ARCHIVE.is_file() else _generate_images
     images = source(tmp_path_factory.mktemp("colour-images"))
     config = load_config(overrides=[*OVERRIDES, f"data.name=folder:{images}"])
     root = tmp_path_factory.mktemp("colour")
-    outcome = deploy(config, "mcu", build_dir=root / "build", dist_dir=root / "dist",
+    outcome = deploy(config, "host", build_dir=root / "build", dist_dir=root / "dist",
                      echo=lambda _: None)
     manifest = json.loads((outcome.bundle / "manifest.json").read_text())
-    return {"outcome": outcome, "manifest": manifest}
+    return {"outcome": outcome, "manifest": manifest, "config": config, "root": root}
 
 
 @pytest.mark.slow
-@pytest.mark.qemu_system
-def test_colour_images_reach_the_microcontroller_bit_exact(colour: dict[str, Any]) -> None:
+def test_colour_images_flow_through_every_stage(colour: dict[str, Any]) -> None:
     outcome, manifest = colour["outcome"], colour["manifest"]
     assert_follows_schemas(outcome.bundle)
     assert manifest["input"]["shape"] == [32, 32, 3]
@@ -93,6 +96,20 @@ def test_colour_images_reach_the_microcontroller_bit_exact(colour: dict[str, Any
         + manifest["dataset"]["test"] == 10 * PER_CLASS
     teacher = manifest["metrics"]["teacher"]
     assert teacher["top1"] > 0.15  # it learnt something in two epochs (chance: 0.10)
+    artifact = manifest["metrics"]["artifacts"]["model_int8.tflite"]
+    assert outcome.report["accuracy"]["top1"] == artifact["bundle_top1"]
+    assert outcome.report["accuracy"]["samples"] == 20
+
+
+@pytest.mark.slow
+@NEEDS_MCU
+def test_colour_images_reach_the_microcontroller_bit_exact(colour: dict[str, Any]) -> None:
+    """The same trained stages (from the cache) bundled for the emulated Cortex-M4."""
+    root = colour["root"]
+    outcome = deploy(colour["config"], "mcu", build_dir=root / "build", dist_dir=root / "dist",
+                     echo=lambda _: None)
+    manifest = json.loads((outcome.bundle / "manifest.json").read_text())
+    assert_follows_schemas(outcome.bundle)
     report = outcome.report
     assert report["extra"]["readiness"]["ready"] is True
     assert report["extra"]["bit_exactness"]["mismatches"] == 0

@@ -1,5 +1,6 @@
-"""End to end on a tiny config: every stage, bundles for the host and the emulated
-Cortex-M4, profiling, budget checks (table and JUnit) and the cross-target report."""
+"""End to end on a tiny config: every stage, bundles for the host (and the emulated
+Cortex-M4 where its tools are installed), profiling, budget checks (table and JUnit) and
+the cross-target report."""
 
 from __future__ import annotations
 
@@ -21,20 +22,29 @@ from pipeline.conversion.tflite_inspect import constant_bytes
 from pipeline.deploy import build_artifacts, deploy
 from pipeline.report import write_reports
 from tests.contracts import assert_follows_schemas
+from tests.system_tools import NEEDS_MCU
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory, tiny_build: dict) -> dict[str, Any]:
+    """The tiny flow deployed to the host; `mcu_workspace` adds the microcontroller."""
     root = tmp_path_factory.mktemp("deploy")
     config, build_dir = tiny_build["config"], tiny_build["build_dir"]
     lines: list[str] = []
-    outcomes = {
-        target: deploy(config, target, build_dir=build_dir, dist_dir=root / "dist",
-                       echo=lines.append)
-        for target in ("host", "mcu")
-    }
+    outcomes = {"host": deploy(config, "host", build_dir=build_dir, dist_dir=root / "dist",
+                               echo=lines.append)}
     return {"root": root, "config": config, "build_dir": build_dir, "outcomes": outcomes,
             "lines": lines, "overrides": tiny_build["overrides"]}
+
+
+@pytest.fixture(scope="module")
+def mcu_workspace(workspace: dict[str, Any]) -> dict[str, Any]:
+    """`workspace` with the emulated Cortex-M4 deployed beside the host."""
+    lines: list[str] = []
+    workspace["outcomes"]["mcu"] = deploy(
+        workspace["config"], "mcu", build_dir=workspace["build_dir"],
+        dist_dir=workspace["root"] / "dist", echo=lines.append)
+    return {**workspace, "mcu_lines": lines}
 
 
 def _manifest(workspace: dict[str, Any], target: str) -> dict[str, Any]:
@@ -42,9 +52,8 @@ def _manifest(workspace: dict[str, Any], target: str) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-@pytest.mark.qemu_system
 def test_bundles_match_their_manifests(workspace: dict[str, Any]) -> None:
-    for target in ("host", "mcu"):
+    for target in workspace["outcomes"]:
         folder = workspace["root"] / "dist" / target
         assert_follows_schemas(folder)
         manifest = _manifest(workspace, target)
@@ -65,51 +74,59 @@ def test_bundles_match_their_manifests(workspace: dict[str, Any]) -> None:
         assert "quantization_scheme" not in manifest["metrics"]["artifacts"]["model_int8.tflite"]
         for stage in ("export", "validate"):  # the CPUs whose kernels made these numbers
             assert manifest["machines"][stage] == cpu_facts()
-    mcu_files = {entry["path"] for entry in _manifest(workspace, "mcu")["files"]}
-    assert {"model/model.c", "model/model.h"} <= mcu_files  # the generated C sources
 
 
 @pytest.mark.slow
-@pytest.mark.qemu_system
 def test_device_accuracy_equals_the_validation_of_the_same_samples(
     workspace: dict[str, Any],
 ) -> None:
-    for target, outcome in workspace["outcomes"].items():
-        report = outcome.report
-        artifact = _manifest(workspace, target)["metrics"]["artifacts"]["model_int8.tflite"]
-        assert report["schema"] == "edge-latency-report/2"
-        assert report["accuracy"]["samples"] == 40 == artifact["bundle_samples"]
-        on_disk = json.loads((outcome.bundle / "latency_report.json").read_text())
-        assert on_disk == report
-        assert (outcome.bundle / "report.md").read_text().startswith(f"# {target}: ")
+    report = workspace["outcomes"]["host"].report
+    artifact = _manifest(workspace, "host")["metrics"]["artifacts"]["model_int8.tflite"]
+    assert report["schema"] == "edge-latency-report/2"
+    assert report["accuracy"]["samples"] == 40 == artifact["bundle_samples"]
+    on_disk = json.loads((workspace["outcomes"]["host"].bundle / "latency_report.json").read_text())
+    assert on_disk == report
+    assert (workspace["outcomes"]["host"].bundle / "report.md").read_text().startswith("# host: ")
     # The host runs the validation's runtime (LiteRT's optimised kernels): the same top-1.
-    host = workspace["outcomes"]["host"].report
-    host_artifact = _manifest(workspace, "host")["metrics"]["artifacts"]["model_int8.tflite"]
-    assert host["accuracy"]["top1"] == host_artifact["bundle_top1"]
-    assert host["accuracy"]["reference_top1"] == host_artifact["bundle_top1"]
-    # The microcontroller's C kernels are bit-exact with LiteRT's *reference* kernels, which
-    # may round a near-tie differently from the optimised ones: its reference is those.
+    assert report["accuracy"]["top1"] == artifact["bundle_top1"]
+    assert report["accuracy"]["reference_top1"] == artifact["bundle_top1"]
+
+
+@pytest.mark.slow
+@NEEDS_MCU
+def test_the_microcontroller_matches_its_reference_kernels_and_counts_every_layer(
+    mcu_workspace: dict[str, Any],
+) -> None:
+    """The microcontroller's C kernels are bit-exact with LiteRT's *reference* kernels,
+    which may round a near-tie differently from the optimised ones: its reference is those."""
+    workspace = mcu_workspace
+    folder = workspace["root"] / "dist" / "mcu"
+    assert_follows_schemas(folder)
+    mcu_files = {entry["path"] for entry in _manifest(workspace, "mcu")["files"]}
+    assert {"model/model.c", "model/model.h"} <= mcu_files  # the generated C sources
     mcu = workspace["outcomes"]["mcu"].report
     mcu_artifact = _manifest(workspace, "mcu")["metrics"]["artifacts"]["model_int8.tflite"]
+    assert mcu["accuracy"]["samples"] == 40 == mcu_artifact["bundle_samples"]
     assert mcu["extra"]["bit_exactness"]["mismatches"] == 0
     assert mcu_artifact["bundle_kernels"] == "reference"
     assert mcu["accuracy"]["top1"] == mcu["accuracy"]["reference_top1"]
     assert mcu["accuracy"]["top1"] == mcu_artifact["bundle_top1"]
-    instructions = workspace["outcomes"]["mcu"].report["instructions"]
+    instructions = mcu["instructions"]
     pruned_macs = _manifest(workspace, "mcu")["metrics"]["pruned"]["macs"]
     assert instructions["count"] > pruned_macs  # at least one instruction per MAC
     assert instructions["per_mac"] == pytest.approx(instructions["count"] / pruned_macs, abs=1e-3)
-    assert any("TFLite Micro readiness" in line for line in workspace["lines"])
+    assert any("TFLite Micro readiness" in line for line in workspace["mcu_lines"])
     layers = mcu["ops"]
     assert sum(row["macs"] for row in layers) == pruned_macs
-    log = "\n".join(workspace["lines"])
+    log = "\n".join(workspace["mcu_lines"])
     assert "layers     instructions per op" in log
     assert all(row["name"] in log for row in layers)  # the per-layer table is printed
 
 
 @pytest.mark.slow
-@pytest.mark.qemu_system
-def test_cross_target_report_numbers_equal_the_bundles(workspace: dict[str, Any]) -> None:
+@NEEDS_MCU
+def test_cross_target_report_numbers_equal_the_bundles(mcu_workspace: dict[str, Any]) -> None:
+    workspace = mcu_workspace
     result = write_reports(workspace["root"] / "dist")
     document = json.loads(result.json.read_text())
     assert result.markdown.is_file() and result.html.is_file()
@@ -133,7 +150,6 @@ def _cli(*arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.qemu_system
 def test_check_passes_breaks_and_speaks_junit(workspace: dict[str, Any]) -> None:
     dist = str(workspace["root"] / "dist")
     # The tiny models are not accurate enough for the shipped budget; only latency is tested.
@@ -153,7 +169,6 @@ def test_check_passes_breaks_and_speaks_junit(workspace: dict[str, Any]) -> None
 
 
 @pytest.mark.slow
-@pytest.mark.qemu_system
 @pytest.mark.parametrize("damage", ["truncated", "corrupt"])
 def test_a_damaged_bundle_artifact_is_refused_before_profiling(
     workspace: dict[str, Any], tmp_path: Path, damage: str
@@ -176,7 +191,6 @@ def test_a_damaged_bundle_artifact_is_refused_before_profiling(
 
 
 @pytest.mark.slow
-@pytest.mark.qemu_system
 def test_a_target_whose_artifact_was_not_exported_is_refused_cleanly(
     workspace: dict[str, Any],
 ) -> None:

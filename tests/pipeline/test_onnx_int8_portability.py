@@ -13,7 +13,6 @@ or the emulation proves nothing; the shipped default must not.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ import pytest
 from devices.tf_env import keras
 from pipeline.config import ExportConfig
 from pipeline.stages.export import run_export
+from tests.system_tools import NEEDS_QEMU_X86
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER = ROOT / "devices" / "bench_runner.py"
@@ -32,9 +32,7 @@ AVX2_ONLY = [QEMU, "-cpu", "Haswell"]  # QEMU 7.2 emulates AVX2, not AVX-512 or 
 SHIPPED = ExportConfig().onnx_int8
 CONTROL = "full_range"
 
-pytestmark = pytest.mark.skipif(
-    shutil.which(QEMU) is None, reason=f"{QEMU} is missing (apt-get install qemu-user-static)"
-)
+pytestmark = NEEDS_QEMU_X86
 
 
 def _saturating_model() -> keras.Model:

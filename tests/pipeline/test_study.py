@@ -4,6 +4,7 @@ zoo models, and one small real study end to end (host and the emulated Cortex-M4
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from pipeline.config import STUDY_ARMS, load_config, with_values
 from pipeline.study.answer import answer_study, choose, group
 from pipeline.study.points import Point, learnt_from_teacher
 from pipeline.study.statistics import compare_seeds, mcnemar_exact
+from tests.system_tools import NEEDS_MCU
 
 TEST_IMAGES = 1000
 
@@ -172,34 +174,37 @@ def test_levels_are_reached_by_width_and_by_ratio_on_real_models() -> None:
         assert (prune_only.source, prune_only.finetune) == ("teacher", "finetune")
 
 
-@pytest.fixture(scope="module")
-def small_study(tiny_build: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A real study of every arm at one level, one seed, on host and the emulated Cortex-M4,
-    run twice: cold, then warm (every stage and profile from the caches)."""
+def _study(tiny_build: dict, dist, target_names: tuple[str, ...], echo) -> tuple:
     from pipeline.deploy import load_target
-    from pipeline.study.report import write_study
     from pipeline.study.run import run_study
 
     config = with_values(tiny_build["config"], {"study.levels": ("1/4",), "study.seeds": 1})
+    targets = [load_target(name, config) for name in target_names]
+    return config, run_study(config, targets, echo=echo, build_dir=tiny_build["build_dir"],
+                             dist_dir=dist)
+
+
+@pytest.fixture(scope="module")
+def small_study(tiny_build: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A real study of every arm at one level, one seed, profiled on the host, run twice:
+    cold, then warm (every stage and profile from the caches)."""
+    from pipeline.study.report import write_study
+
     dist = tmp_path_factory.mktemp("study-dist")
-    targets = [load_target(name, config) for name in ("host", "mcu")]
-    options = {"build_dir": tiny_build["build_dir"], "dist_dir": dist}
     cold_lines: list[str] = []
-    study = run_study(config, targets, echo=cold_lines.append, **options)
+    config, study = _study(tiny_build, dist, ("host",), cold_lines.append)
     paths = write_study(study, dist)
     warm_lines: list[str] = []
-    warm = run_study(config, targets, echo=warm_lines.append, **options)
+    _, warm = _study(tiny_build, dist, ("host",), warm_lines.append)
     return {"study": study, "warm": warm, "paths": paths, "dist": dist, "config": config,
             "cold_lines": cold_lines, "warm_lines": warm_lines}
 
 
 @pytest.mark.slow
-@pytest.mark.qemu_system
 def test_the_study_writes_its_files_and_every_arm_at_the_level(small_study: dict) -> None:
     folder = small_study["dist"] / "study"
     names = {path.name for path in small_study["paths"]}
-    assert names == {"study.json", "study.md", "front_host.png", "front_mcu.png",
-                     "front_macs.png"}
+    assert names == {"study.json", "study.md", "front_host.png", "front_macs.png"}
     document = json.loads((folder / "study.json").read_text())
     assert document["schema"] == "edge-study/1"
     points = document["points"]
@@ -210,14 +215,13 @@ def test_the_study_writes_its_files_and_every_arm_at_the_level(small_study: dict
         assert abs(point["macs"] - level["macs"]) <= 0.10 * level["macs"], point["arm"]
         assert 0.0 < point["top1_val"] <= 1.0 and 0.0 < point["top1_test"] <= 1.0
     answers = {a["target"]: a for a in document["answers"]}
-    assert set(answers) == {"host", "mcu"} and set(document["summary"]) == {"host", "mcu"}
+    assert set(answers) == {"host"} and set(document["summary"]) == {"host"}
     markdown = (folder / "study.md").read_text()
     assert all(f"| {arm} | 1/4 | 0 |" in markdown for arm in STUDY_ARMS)
-    assert (folder / "front_mcu.png").read_bytes().startswith(b"\x89PNG")
+    assert (folder / "front_host.png").read_bytes().startswith(b"\x89PNG")
 
 
 @pytest.mark.slow
-@pytest.mark.qemu_system
 def test_no_arm_has_a_teacher_unless_its_name_says_so(small_study: dict) -> None:
     records = {point.record["arm"]: point.record for point in small_study["study"].points}
     for arm, record in records.items():
@@ -231,30 +235,51 @@ def test_no_arm_has_a_teacher_unless_its_name_says_so(small_study: dict) -> None
     assert records["distill+prune"]["pruned_from"] not in (None, records["prune"]["pruned_from"])
 
 
-@pytest.mark.slow
-@pytest.mark.qemu_system
-def test_every_latency_is_a_profile_of_the_points_own_artifact(small_study: dict) -> None:
+def _assert_profiles_of_own_artifacts(study, dist, targets: tuple[str, ...]) -> None:
     from devices.fsutil import sha256_file
 
     shas = set()
-    for point in small_study["study"].points:
+    for point in study.points:
         record = point.record
         shas.add(record["artifact_sha256"])
-        for target in ("host", "mcu"):
+        for target in targets:
             latency = record["latency"][target]
             assert latency["ms"] is not None and latency["ms"] > 0
             assert latency["artifact_sha256"] == record["artifact_sha256"]
             assert point.reports[target]["artifact"]["sha256"] == record["artifact_sha256"]
-        bundle = small_study["dist"] / "study" / "points"
-        shipped = [sha256_file(path) for path in bundle.glob("*/mcu/model_int8.tflite")]
-        assert record["artifact_sha256"] in shipped
-        assert record["latency"]["mcu"]["instructions"] > 0  # exact, from the emulator
-        assert record["latency"]["mcu"]["source"] == "instruction-count estimate"
+            shipped = [sha256_file(path) for path in
+                       (dist / "study" / "points").glob(f"*/{target}/model_int8.tflite")]
+            assert record["artifact_sha256"] in shipped
     assert len(shas) >= 4  # scratch and distill differ, the pruned arms differ from both
 
 
 @pytest.mark.slow
-@pytest.mark.qemu_system
+def test_every_latency_is_a_profile_of_the_points_own_artifact(small_study: dict) -> None:
+    _assert_profiles_of_own_artifacts(small_study["study"], small_study["dist"], ("host",))
+
+
+@pytest.mark.slow
+@NEEDS_MCU
+def test_the_study_on_the_microcontroller_counts_each_points_instructions(
+    small_study: dict, tiny_build: dict, tmp_path: Path,
+) -> None:
+    """The same points on the emulated Cortex-M4: every stage comes from the cache, only
+    the microcontroller profiles run."""
+    from pipeline.study.report import write_study
+
+    lines: list[str] = []
+    _, study = _study(tiny_build, tmp_path, ("host", "mcu"), lines.append)
+    assert not any("running…" in line for line in lines)
+    _assert_profiles_of_own_artifacts(study, tmp_path, ("host", "mcu"))
+    for point in study.points:
+        assert point.record["latency"]["mcu"]["instructions"] > 0  # exact, from the emulator
+        assert point.record["latency"]["mcu"]["source"] == "instruction-count estimate"
+    assert set(study.answers["summary"]) == {"host", "mcu"}
+    paths = write_study(study, tmp_path)
+    assert (tmp_path / "study" / "front_mcu.png") in paths
+
+
+@pytest.mark.slow
 def test_a_warm_study_reruns_nothing_and_answers_the_same(small_study: dict) -> None:
     warm_lines = small_study["warm_lines"]
     assert not any("running…" in line for line in warm_lines)
@@ -266,22 +291,20 @@ def test_a_warm_study_reruns_nothing_and_answers_the_same(small_study: dict) -> 
 
 
 @pytest.mark.slow
-@pytest.mark.qemu_system
 def test_advise_prints_the_studys_one_line_answer(small_study: dict, tiny_build: dict,
                                                   capsys: pytest.CaptureFixture) -> None:
     from pipeline.cli import main
 
     overrides = [item for pair in [("--set", o) for o in tiny_build["overrides"]
                                    + ["study.levels=1/4", "study.seeds=1"]] for item in pair]
-    code = main(["advise", "--target", "mcu", "--build-dir", str(tiny_build["build_dir"]),
+    code = main(["advise", "--target", "host", "--build-dir", str(tiny_build["build_dir"]),
                  "--dist-dir", str(small_study["dist"]), *overrides])
     last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert last == small_study["study"].answers["summary"]["mcu"]["text"]
-    assert code == 0 and last.startswith("mcu: ")
+    assert last == small_study["study"].answers["summary"]["host"]["text"]
+    assert code == 0 and last.startswith("host: ")
 
 
 @pytest.mark.slow
-@pytest.mark.qemu_system
 def test_the_report_embeds_the_study(small_study: dict) -> None:
     import shutil
 
@@ -289,11 +312,11 @@ def test_the_report_embeds_the_study(small_study: dict) -> None:
 
     dist = small_study["dist"]
     first = sorted((dist / "study" / "points").iterdir())[0]
-    shutil.copytree(first / "mcu", dist / "mcu")  # one bundle, as `make deploy` leaves it
+    shutil.copytree(first / "host", dist / "host")  # one bundle, as `make deploy` leaves it
     result = write_reports(dist)
     markdown = result.markdown.read_text()
-    summary = small_study["study"].answers["summary"]["mcu"]["text"]
+    summary = small_study["study"].answers["summary"]["host"]["text"]
     assert "## Distillation or pruning? The study" in markdown
     assert summary.replace("|", "\\|") in markdown
-    assert "![front_mcu](study/front_mcu.png)" in markdown
-    assert 'alt="study/front_mcu.png"' in result.html.read_text()
+    assert "![front_host](study/front_host.png)" in markdown
+    assert 'alt="study/front_host.png"' in result.html.read_text()

@@ -3,7 +3,6 @@ stage makes them (int8 inputs and outputs, representative dataset)."""
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,8 +86,3 @@ def small_cnn_int8(model_folder: Path) -> ConvertedModel:
     x_data, y_data = _samples(3)
     path = _convert(keras.Model(inputs, outputs), x_data, model_folder / "small_cnn.tflite")
     return ConvertedModel(path, x_data, y_data)
-
-
-def toolchain_missing() -> str:
-    missing = [tool for tool in ("arm-none-eabi-gcc", "qemu-system-arm") if not shutil.which(tool)]
-    return ", ".join(missing)

@@ -17,14 +17,9 @@ from devices.mcu.toolchain import compile_elf
 from devices.profiles import load_profile
 from devices.registry import create_adapter
 from tests.contracts import assert_one_report_shape
+from tests.system_tools import NEEDS_MCU
 
-pytestmark = [
-    pytest.mark.qemu_system,
-    pytest.mark.skipif(
-        not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
-        reason="needs arm-none-eabi-gcc and qemu-system-arm",
-    ),
-]
+pytestmark = NEEDS_MCU
 
 
 def _bundle(tmp_path: Path, converted, samples: int = 12) -> Bundle:

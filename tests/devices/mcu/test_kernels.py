@@ -17,6 +17,7 @@ from devices.mcu import tflite_builder as fb
 from devices.mcu.codegen import generate_sources
 from devices.mcu.host_runner import HostModel
 from devices.mcu.reference import reference_outputs
+from tests.system_tools import NEEDS_MCU
 
 OP = tflite.BuiltinOperator
 OPTIONS = tflite.BuiltinOptions
@@ -134,7 +135,7 @@ def test_depthwise_conv2d_matches_litert(tmp_path: Path, case: tuple) -> None:
     _check(tmp_path, model, shape, seed=7)
 
 
-@pytest.mark.qemu_system
+@NEEDS_MCU
 def test_simd_kernels_on_cortex_m4_match_litert(tmp_path: Path) -> None:
     """Every convolution and depthwise case as one SIMD firmware per case."""
     from devices.mcu.protocol import parse_output

@@ -19,14 +19,9 @@ from devices.mcu.qemu_runner import qemu_command
 from devices.mcu.serial_adapter import read_protocol
 from devices.profiles import load_profile
 from devices.registry import create_adapter
+from tests.system_tools import NEEDS_MCU
 
-pytestmark = [
-    pytest.mark.qemu_system,
-    pytest.mark.skipif(
-        not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
-        reason="needs arm-none-eabi-gcc and qemu-system-arm",
-    ),
-]
+pytestmark = NEEDS_MCU
 
 PTY_LINE = re.compile(r"char device redirected to (/dev/pts/\d+)")
 
