@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devices.accuracy_estimate import AccuracyEstimate, judged_accuracy
 from devices.base import SCHEMA, Budget, LatencyReport, TargetProfile
 from devices.errors import ArtifactError, ConfigError
 from devices.text import format_table, optional
@@ -26,8 +27,15 @@ class BudgetRow:
     check: str  # e.g. "latency median (ms)"
     limit: str
     measured: str
-    passed: bool | None  # None = not applicable (e.g. latency of an emulated target)
+    passed: bool | None  # None = not applicable (an emulated target's latency) or undecided
     note: str = ""
+    undecided: bool = False  # a measurement too noisy to judge the limit either way
+
+    @property
+    def status(self) -> str:
+        if self.passed is None:
+            return "undecided" if self.undecided else "skipped"
+        return "ok" if self.passed else "BROKEN"
 
 
 @dataclass(frozen=True)
@@ -92,9 +100,23 @@ def _latency_row(report: dict, budget: Budget) -> BudgetRow:
 
 
 def _accuracy_row(report: dict, budget: Budget) -> BudgetRow:
-    measured = report["accuracy"]["top1"]
-    return _row("top-1 accuracy", budget.min_accuracy, measured,
-                lambda value: value >= budget.min_accuracy, f">= {budget.min_accuracy:g}")
+    """Judged on the top-1 with the most samples, by its 95% interval: broken only when
+    the whole interval is below the line, undecided (not broken) when it holds the line."""
+    line, limit_text = budget.min_accuracy, f">= {budget.min_accuracy:g}"
+    estimate = judged_accuracy(report)
+    if estimate is None:
+        return _row("top-1 accuracy", line, None, lambda value: True, limit_text)
+    verdict = estimate.verdict(line)
+    note = "" if verdict is not None else _undecided_note(estimate, line)
+    return BudgetRow("top-1 accuracy", limit_text, estimate.describe(), verdict, note,
+                     undecided=verdict is None)
+
+
+def _undecided_note(estimate: AccuracyEstimate, line: float) -> str:
+    needed = estimate.samples_to_decide(line)
+    decide = (f"about {needed:,} samples would decide it" if needed is not None
+              else "the top-1 is the line itself")
+    return f"the 95% interval holds the line; {decide}"
 
 
 def _ram_row(report: dict, budget: Budget) -> BudgetRow:
@@ -213,11 +235,13 @@ def check_report_file(
 
 def format_check_table(result: CheckResult) -> str:
     body = [(row.check, row.limit, row.measured,
-             {True: "ok", False: "BROKEN", None: "skipped"}[row.passed]
+             row.status
              + (f" - {row.note}" if row.note else "")) for row in result.rows]
     if not body:
         body = [("(no limits in this target's budget)", "", "", "ok")]
     table = format_table(("check", "limit", "measured", "status"), body)
-    verdict = "PASSED" if result.passed else f"BROKEN ({len(result.violations)} violation(s))"
+    undecided = sum(row.undecided for row in result.rows)
+    verdict = ("PASSED" + (f" ({undecided} undecided)" if undecided else "") if result.passed
+               else f"BROKEN ({len(result.violations)} violation(s))")
     rule = "-" * max(len(line) for line in table.splitlines())
     return "\n".join([f"budget check: {result.target}", table, rule, verdict])

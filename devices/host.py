@@ -101,6 +101,23 @@ def reference_top1(bundle: Bundle) -> float | None:
     return record.get("bundle_top1", record.get("top1"))
 
 
+def test_split_accuracy(bundle: Bundle, document: dict, emulated: bool) -> dict | None:
+    """The validate stage's top-1 of this very file on the whole test split, when that is
+    this machine's own measurement: the same CPU model and kernel features (the manifest's
+    `machines.validate`), not emulated, and this run's top-1 on the bundled samples equal
+    to the validated one on them. An accuracy line is then judged on the whole split
+    (devices/accuracy_estimate.py), not on a few hundred samples."""
+    manifest = read_manifest(bundle.root)
+    record = manifest.artifact_metrics(bundle.artifact) or {}
+    samples = manifest.dataset.get("test")
+    same_machine = manifest.machines.get("validate") == document.get("cpu")
+    agrees = document["accuracy"]["top1"] == record.get("bundle_top1")
+    if emulated or not same_machine or not agrees or record.get("top1") is None or not samples:
+        return None
+    return {"top1": record["top1"], "samples": int(samples),
+            "source": "the validate stage on this machine, the whole test split"}
+
+
 def artifact_section(bundle: Bundle, profile: TargetProfile) -> dict[str, Any]:
     return {"file": bundle.artifact, "sha256": sha256_file(bundle.artifact_path),
             "bytes": bundle.artifact_path.stat().st_size, "format": profile.artifact_format,
@@ -133,6 +150,9 @@ def report_from_runner(
     runner_extra = {"cpu": document.get("cpu"), "runner_version": document.get("runner_version"),
                     "outputs_sha256": outputs.get("sha256"), "outputs_dtype": outputs.get("dtype"),
                     "outputs_shape": outputs.get("shape")}
+    split = test_split_accuracy(bundle, document, emulated)
+    if split is not None:
+        runner_extra["test_split_accuracy"] = split
     return LatencyReport(
         target={"name": profile.name, "adapter": profile.adapter, "device": device,
                 "emulated": emulated},

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from devices.accuracy_estimate import judged_accuracy
 from devices.base import BenchmarkSettings, Bundle, DeviceError, LatencyReport, TargetProfile
 from devices.budget import evaluate_budget
 from devices.bundle import LATENCY_REPORT, verify_bundle
@@ -52,6 +53,9 @@ def profile_target(profile: TargetProfile, bundle_root: Path,
         adapter.cleanup()
     document = report.to_dict()
     document["budget"] = evaluate_budget(document, profile.budget).budget_section()
+    judged = judged_accuracy(document)
+    if judged is not None:  # what the accuracy line is judged on, with its interval
+        document.setdefault("extra", {})["accuracy_judged"] = judged.to_dict()
     LatencyReport.from_dict(document, f"the {profile.name} latency report")  # before writing
     atomic_write_json(bundle.root / LATENCY_REPORT, document)
     return document

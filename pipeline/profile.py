@@ -10,6 +10,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from devices.accuracy_estimate import judged_accuracy
 from devices.base import TargetProfile
 from devices.budget import evaluate_budget, format_check_table
 from devices.bundle import TARGET_REPORT
@@ -85,6 +86,14 @@ def render_target_markdown(report: dict[str, Any], check_table: str) -> str:
         f"- artifact {artifact['bytes']:,} bytes, {artifact['format']} {artifact['precision']}\n"
         f"- top-1 on {report['accuracy']['samples']} bundled samples: "
         f"{_fraction(report['accuracy']['top1'])} (validation "
-        f"{_fraction(report['accuracy']['reference_top1'])})\n\n"
+        f"{_fraction(report['accuracy']['reference_top1'])})\n"
+        f"{_judged_line(report)}\n"
         f"| latency | value |\n|---|---|\n{rows}\n\n```\n{check_table}\n```\n"
     )
+
+
+def _judged_line(report: dict[str, Any]) -> str:
+    """What an accuracy line is judged on: the top-1 on the most samples, with its 95%
+    interval (devices/accuracy_estimate.py)."""
+    judged = judged_accuracy(report)
+    return "" if judged is None else f"- accuracy judged on {judged.source}: {judged.describe()}\n"

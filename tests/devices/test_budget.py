@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from devices.accuracy_estimate import AccuracyEstimate
 from devices.base import SCHEMA, Budget
 from devices.budget import (
     check_report_file,
@@ -19,7 +20,8 @@ from devices.profiles import load_profile
 
 
 def make_report(median=10.0, p90=12.0, top1=0.9, peak_rss_mb=50.0, emulated=False,
-                arena_bytes=None, flash_bytes=None, artifact_bytes=2048, extra=None) -> dict:
+                arena_bytes=None, flash_bytes=None, artifact_bytes=2048, extra=None,
+                samples=2000) -> dict:
     report = {
         "schema": SCHEMA, "created": "2026-01-01T00:00:00+00:00",
         "target": {"name": "rpi", "adapter": "ssh", "device": {}, "emulated": emulated},
@@ -35,7 +37,7 @@ def make_report(median=10.0, p90=12.0, top1=0.9, peak_rss_mb=50.0, emulated=Fals
                    "flash_bytes": flash_bytes},
         "instructions": None,
         "ops": None,
-        "accuracy": {"top1": top1, "reference_top1": top1, "samples": 10},
+        "accuracy": {"top1": top1, "reference_top1": top1, "samples": samples},
         "budget": {"limits": {}, "passed": None, "violations": []},
         "missing": {},
     }
@@ -61,10 +63,50 @@ def test_each_limit_can_break():
     assert not result.passed
     assert result.violations == [
         "latency p90 (ms): 12.0 breaks <= 11",
-        "top-1 accuracy: 0.900 breaks >= 0.95",
+        "top-1 accuracy: 0.9000 on 2,000 samples (95% CI 0.886-0.912) breaks >= 0.95",
         "RAM (kB, peak RSS): 2048.0 breaks <= 1024",
         "flash (kB): 2.000 breaks <= 1",
     ]
+
+
+def test_wilson_interval_matches_the_textbook_values():
+    low, high = AccuracyEstimate(0.5, 100, "test").interval()
+    assert (low, high) == (pytest.approx(0.4038, abs=1e-4), pytest.approx(0.5962, abs=1e-4))
+    low, high = AccuracyEstimate(1.0, 20, "test").interval()  # all right: not a zero width
+    assert high == 1.0 and low == pytest.approx(0.8389, abs=1e-4)
+
+
+def test_a_200_sample_estimate_near_the_line_is_undecided_not_broken():
+    """The CIFAR-10 case: 0.795 on the 200 bundled samples against a 0.80 line."""
+    result = evaluate_budget(make_report(top1=0.795, samples=200), Budget(min_accuracy=0.8))
+    row = result.rows[0]
+    assert result.passed and result.violations == []
+    assert (row.passed, row.undecided, row.status) == (None, True, "undecided")
+    assert row.measured == "0.7950 on 200 samples (95% CI 0.734-0.845)"
+    # z^2 * 0.795 * 0.205 / 0.005^2 = 25,043 samples (z = 1.95996) would put the interval clear of it
+    assert row.note == ("the 95% interval holds the line; about 25,043 samples would "
+                        "decide it")
+    table = format_check_table(result)
+    assert "undecided - the 95% interval holds the line" in table
+    assert table.splitlines()[-1] == "PASSED (1 undecided)"
+
+
+def test_the_whole_test_split_decides_where_the_bundled_samples_cannot():
+    """The host's report carries the validate stage's top-1 on all 10,000 test images."""
+    split = {"top1": 0.8275, "samples": 10_000, "source": "the validate stage"}
+    report = make_report(top1=0.795, samples=200, extra={"test_split_accuracy": split})
+    row = evaluate_budget(report, Budget(min_accuracy=0.8)).rows[0]
+    assert (row.passed, row.status) == (True, "ok")
+    assert row.measured == "0.8275 on 10,000 samples (95% CI 0.820-0.835)"
+    below = make_report(top1=0.795, samples=200, extra={"test_split_accuracy": {
+        **split, "top1": 0.7900}})
+    assert evaluate_budget(below, Budget(min_accuracy=0.8)).violations == [
+        "top-1 accuracy: 0.7900 on 10,000 samples (95% CI 0.782-0.798) breaks >= 0.8"]
+
+
+def test_an_estimate_clearly_below_the_line_is_broken_even_on_few_samples():
+    result = evaluate_budget(make_report(top1=0.70, samples=200), Budget(min_accuracy=0.8))
+    assert not result.passed and result.rows[0].status == "BROKEN"
 
 
 def test_median_stat_uses_median():

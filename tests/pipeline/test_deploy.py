@@ -90,6 +90,15 @@ def test_device_accuracy_equals_the_validation_of_the_same_samples(
     # The host runs the validation's runtime (LiteRT's optimised kernels): the same top-1.
     assert report["accuracy"]["top1"] == artifact["bundle_top1"]
     assert report["accuracy"]["reference_top1"] == artifact["bundle_top1"]
+    # ... so its accuracy line is judged on the validate stage's whole test split
+    test_images = _manifest(workspace, "host")["dataset"]["test"]
+    split = report["extra"]["test_split_accuracy"]
+    assert (split["top1"], split["samples"]) == (artifact["top1"], test_images)
+    judged = report["extra"]["accuracy_judged"]
+    assert (judged["top1"], judged["samples"], judged["source"]) == (
+        artifact["top1"], test_images, split["source"])
+    low, high = judged["interval_95"]
+    assert low < artifact["top1"] < high and high - low < 0.07  # 1,000 images: about ±3 points
 
 
 @pytest.mark.slow

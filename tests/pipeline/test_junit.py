@@ -20,7 +20,7 @@ def _report(name: str, median: float, top1: float, emulated: bool = False) -> di
         latency_ms={**empty_latency(), "median": median, "p90": median * 1.2},
         memory={"init_rss_mb": 90.0, "peak_rss_mb": 100.0, "arena_bytes": None,
                 "flash_bytes": None},
-        accuracy={"top1": top1, "reference_top1": top1, "samples": 40},
+        accuracy={"top1": top1, "reference_top1": top1, "samples": 1000},
     ).to_dict()
 
 
