@@ -16,7 +16,7 @@ PIPELINE := $(BIN)/python -m pipeline
 # it stays text), `unexport` keeps make from expanding the originals to export them, the
 # CLI reads EDGE_SET (space-separated section.key=value items) itself, and recipes quote
 # "$$EDGE_…" so the shell never re-parses them (tests/test_makefile.py probes each).
-USER_VALUES := SET CONFIG TARGET TARGETS BASELINE MAX_REGRESSION CHECK_FORMAT WORKERS
+USER_VALUES := SET CONFIG TARGET TARGETS BASELINE MAX_REGRESSION CHECK_FORMAT WORKERS MODEL
 unexport $(USER_VALUES)
 export EDGE_SET = $(value SET)
 export EDGE_CONFIG = $(value CONFIG)
@@ -26,6 +26,7 @@ export EDGE_BASELINE = $(value BASELINE)
 export EDGE_MAX_REGRESSION = $(value MAX_REGRESSION)
 export EDGE_CHECK_FORMAT = $(value CHECK_FORMAT)
 export EDGE_WORKERS = $(value WORKERS)
+export EDGE_MODEL = $(value MODEL)
 # `make deploy TARGETS="rpi mcu"` profiles a fleet; otherwise TARGET (default host).
 export EDGE_DEPLOY_TARGETS = $(if $(filter command line,$(origin TARGETS)),$(value TARGETS),$(value TARGET))
 NEEDS_SYSROOT = $(if $(filter rpi-emu,$(EDGE_DEPLOY_TARGETS)),emu-sysroot)
@@ -53,11 +54,13 @@ run: setup ## run the training and compression stages (cached in build/cache)
 deploy: setup $(NEEDS_SYSROOT) ## every stage, bundle, profile and budget check: TARGET=host|rpi|phone|mcu|… or TARGETS="…"
 	$(PIPELINE) deploy --targets "$$EDGE_DEPLOY_TARGETS" --config "$$EDGE_CONFIG"
 
-artifacts: setup ## build the bundles in dist/ for TARGETS without profiling
-	$(PIPELINE) artifacts --targets "$$EDGE_TARGETS" --config "$$EDGE_CONFIG"
+artifacts: setup ## build the bundles in dist/ for TARGETS without profiling [MODEL=file.tflite|.onnx]
+	$(PIPELINE) artifacts --targets "$$EDGE_TARGETS" --config "$$EDGE_CONFIG" \
+	  $${EDGE_MODEL:+--model "$$EDGE_MODEL"}
 
-profile: setup ## profile dist/TARGET on its device
-	$(PIPELINE) profile --target "$$EDGE_TARGET" --config "$$EDGE_CONFIG"
+profile: setup ## profile dist/TARGET on its device, or MODEL=file.tflite|.onnx (no training)
+	$(PIPELINE) profile --target "$$EDGE_TARGET" --config "$$EDGE_CONFIG" \
+	  $${EDGE_MODEL:+--model "$$EDGE_MODEL"}
 
 check: setup ## check dist/TARGET/latency_report.json against the budget [BASELINE=… MAX_REGRESSION=…]
 	$(PIPELINE) check --target "$$EDGE_TARGET" --config "$$EDGE_CONFIG" \

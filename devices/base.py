@@ -222,6 +222,12 @@ class DeviceAdapter(abc.ABC):
         """Files or folders the bundle carries beside the artifact, written under scratch."""
         return []
 
+    @classmethod  # noqa: B027 - optional hook
+    def check_artifact(cls, profile: TargetProfile, artifact: Path, label: str) -> None:
+        """Raise (exit 2) for a model file this device cannot run, naming what it lacks
+        and the file as `label`; asked before a bundle of a user's file is written, so no
+        device is touched."""
+
     @classmethod
     def pre_profile_note(cls, profile: TargetProfile, artifact: Path) -> str | None:
         return None

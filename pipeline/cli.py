@@ -89,7 +89,27 @@ def _split_targets(text: str) -> list[str]:
     return [name for name in text.replace(",", " ").split() if name]
 
 
+def _model_file_options(args: argparse.Namespace) -> dict[str, object]:
+    """A user's --model FILE: only the settings a file bundle reads are accepted, and
+    `--set data.name=…` asks for labelled samples (pipeline/file_bundle.py)."""
+    from pipeline.file_bundle import dataset_requested, refuse_training_settings
+
+    overrides = environment_overrides() + (args.set or [])
+    if getattr(args, "force", None):
+        raise ConfigError(f"--model profiles the file as it is, so --force {args.force[0]} "
+                          "would recompute nothing (hint: drop --force, or drop --model to "
+                          "build the bundles from the trained stages)")
+    refuse_training_settings(overrides)
+    return {"dist_dir": Path(args.dist_dir), "labelled": dataset_requested(overrides)}
+
+
 def command_artifacts(args: argparse.Namespace) -> int:
+    if args.model:
+        from pipeline.file_bundle import build_file_artifacts
+
+        options = _model_file_options(args)
+        build_file_artifacts(_config(args), args.model, _split_targets(args.targets), **options)
+        return 0
     from pipeline.deploy import build_artifacts
 
     build_artifacts(_config(args), _split_targets(args.targets), build_dir=Path(args.build_dir),
@@ -129,6 +149,13 @@ def command_deploy(args: argparse.Namespace) -> int:
 
 
 def command_profile(args: argparse.Namespace) -> int:
+    if args.model:
+        from pipeline.file_bundle import profile_model_file
+
+        options = _model_file_options(args)
+        outcome = profile_model_file(_config(args), args.model, args.target, **options)
+        print(f"\nwrote {outcome.bundle}/latency_report.json and report.md")
+        return 0 if outcome.passed else 1
     from pipeline.deploy import bundle_locks, load_target
     from pipeline.profile import profile_bundle
 
@@ -261,6 +288,12 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dist-dir", default="dist", help="device bundles (default dist/)")
 
 
+def _add_model_option(parser: argparse.ArgumentParser, verb: str) -> None:
+    parser.add_argument("--model", type=Path, metavar="FILE",
+                        help=f"{verb} this .tflite or .onnx file instead of the trained "
+                        "stages (no training); --set data.name=… measures its top-1")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=program_name(),
@@ -306,11 +339,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(artifacts)
     artifacts.add_argument("--targets", default="host", help='e.g. "host rpi phone mcu"')
     artifacts.add_argument("--force", action="append", metavar="STAGE")
+    _add_model_option(artifacts, "bundle")
     artifacts.set_defaults(handler=command_artifacts)
 
-    profile = commands.add_parser("profile", help="profile an existing dist/<target>/ bundle")
+    profile = commands.add_parser(
+        "profile", help="profile an existing dist/<target>/ bundle, or a .tflite/.onnx file")
     _add_config_options(profile)
     profile.add_argument("--target", default="host")
+    _add_model_option(profile, "bundle and profile")
     profile.set_defaults(handler=command_profile)
 
     check = commands.add_parser(

@@ -3,22 +3,14 @@ budget check), `profile` and `check` — the commands of docs/architecture.md, C
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from devices.artifact_kinds import format_of
 from devices.base import TargetProfile
 from devices.errors import ArtifactError
-from devices.fsutil import LOCK_FOLDER, exclusive_lock
 from devices.profiles import load_profile
 from devices.registry import adapter_class
-from devices.runtimes import load_tflite_interpreter, run_onnx, run_tflite
-from pipeline.bundle import write_bundle
+from pipeline.bundle import bundle_accuracy, bundle_locks, write_device_bundle
 from pipeline.config import PipelineConfig
 from pipeline.distribute import cluster_role
 from pipeline.fleet import copy_bundle, device_profiles, profile_fleet
@@ -88,75 +80,37 @@ def write_target_bundle(
     metrics["artifacts"] = _artifact_metrics(
         run, artifact, dataset, samples, adapter.accuracy_kernels
     )
-    with tempfile.TemporaryDirectory() as scratch:
-        extra_files = adapter.bundle_extras(artifact, dataset.x_test[:samples], Path(scratch))
-        return write_bundle(
-            dist_dir, target=profile.name, artifact_files=[artifact, *extra_files],
-            labels=list(dataset.labels), x_samples=dataset.x_test[:samples],
-            y_samples=dataset.y_test[:samples],
-            manifest_fields={
-                "pipeline_version": __version__,
-                "config_fingerprint": config.fingerprint(),
-                "dataset": dataset.summary(),
-                "input": {"normalisation": dataset.normalisation},
-                "metrics": metrics,
-                "machines": {  # whose kernels converted and validated (README, "int8 ONNX")
-                    "export": run.record("export")["machine"],
-                    "validate": run.record("validate")["machine"],
-                },
+    return write_device_bundle(
+        dist_dir, profile, artifact, labels=list(dataset.labels),
+        x_samples=dataset.x_test[:samples], y_samples=dataset.y_test[:samples],
+        manifest_fields={
+            "pipeline_version": __version__,
+            "config_fingerprint": config.fingerprint(),
+            "dataset": dataset.summary(),
+            "input": {"normalisation": dataset.normalisation},
+            "metrics": metrics,
+            "machines": {  # whose kernels converted and validated (README, "int8 ONNX")
+                "export": run.record("export")["machine"],
+                "validate": run.record("validate")["machine"],
             },
-        )
-
-
-def _tflite_logits(artifact: Path, x: np.ndarray, kernels: str) -> np.ndarray:
-    interpreter, _ = load_tflite_interpreter(artifact, reference_kernels=kernels == "reference")
-    return run_tflite(interpreter, x)
-
-
-def _onnx_logits(artifact: Path, x: np.ndarray, kernels: str) -> np.ndarray:
-    return run_onnx(artifact, x)  # onnxruntime has one set of CPU kernels
-
-
-BUNDLE_RUNNERS: dict[str, Callable[[Path, np.ndarray, str], np.ndarray]] = {
-    "tflite": _tflite_logits,
-    "onnx": _onnx_logits,
-}
+        },
+    )
 
 
 def _artifact_metrics(
     run: RunResult, artifact: Path, dataset: Any, samples: int, kernels: str
 ) -> dict[str, dict[str, Any]]:
     """The validate stage's records with each file's weight bytes, plus the shipped
-    artifact's top-1 on exactly the samples bundled in inputs.npz: the number a device
-    must reproduce, from the LiteRT kernels the adapter names (`accuracy_kernels`: C
-    kernels are bit-exact with the reference ones, not with the optimised ones, which can
-    round a near-tie differently)."""
+    artifact's top-1 on exactly the samples bundled in inputs.npz (`bundle_accuracy`)."""
     records = ValidateResult.from_dict(run.record("validate")).manifest_metrics()
     exported = ExportResult.from_dict(run.record("export"))
     for file, record in records.items():
         record["weight_bytes"] = exported.artifact(file).weight_bytes
         if exported.artifact(file).scheme is not None:
             record["quantization_scheme"] = exported.artifact(file).scheme
-    x, y = dataset.x_test[:samples], dataset.y_test[:samples]
-    logits = BUNDLE_RUNNERS[format_of(artifact)](artifact, x, kernels)
-    bundle_top1 = float(np.mean(np.argmax(logits, axis=-1) == y))
-    records[artifact.name] |= {"bundle_top1": bundle_top1, "bundle_samples": len(y),
-                               "bundle_kernels": kernels}
+    records[artifact.name] |= bundle_accuracy(
+        artifact, dataset.x_test[:samples], dataset.y_test[:samples], kernels)
     return records
-
-
-@contextmanager
-def bundle_locks(dist_dir: Path, names: list[str], echo: Echo = print) -> Iterator[None]:
-    """One run at a time writes or profiles each `dist/<name>/`: a second deploy waits
-    (saying for what) instead of swapping a bundle another run is still profiling. Locks
-    are taken in sorted order, so two fleets cannot deadlock."""
-    with ExitStack() as stack:
-        for name in sorted(set(names)):
-            path = Path(dist_dir) / LOCK_FOLDER / f"{name}.lock"
-            stack.enter_context(exclusive_lock(path, lambda name=name, path=path: echo(
-                f"bundle     waiting: another run is writing or profiling {dist_dir}/{name} "
-                f"(lock {path})")))
-        yield
 
 
 def build_artifacts(

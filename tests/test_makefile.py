@@ -52,6 +52,7 @@ def _make(checkout: Path, *arguments: str, exit_code: int = 0) -> tuple[int, lis
     ("TARGET", "deploy", "EDGE_DEPLOY_TARGETS"),
     ("TARGETS", "deploy", "EDGE_DEPLOY_TARGETS"),
     ("BASELINE", "check", "EDGE_BASELINE"),
+    ("MODEL", "profile", "EDGE_MODEL"),
 ])
 def test_a_make_function_in_a_user_value_stays_text(
     checkout: Path, variable: str, goal: str, received: str,
@@ -69,6 +70,16 @@ def test_quotes_and_spaces_reach_the_cli_unparsed(checkout: Path) -> None:
     code, calls = _make(checkout, "deploy", f"SET={value}")
     assert code == 0 and calls[0]["env"]["EDGE_SET"] == value
     assert calls[0]["argv"][:3] == ["-m", "pipeline", "deploy"]
+
+
+@pytest.mark.parametrize("goal", ["profile", "artifacts"])
+def test_model_reaches_the_cli_as_one_argument(checkout: Path, goal: str) -> None:
+    """`make profile MODEL=…`: the file is one --model argument, spaces and `$` kept; without
+    MODEL no --model at all (the bundle in dist/ is profiled, as before)."""
+    value = "my models/$HOME net.tflite"
+    code, calls = _make(checkout, goal, f"MODEL={value}")
+    assert code == 0 and calls[0]["argv"][-2:] == ["--model", value]
+    assert "--model" not in _make(checkout, goal)[1][-1]["argv"]
 
 
 @pytest.mark.parametrize("cli_code", [1, 2, 3])

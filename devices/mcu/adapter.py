@@ -103,6 +103,7 @@ MCU_MISSING = {
     "memory": "no operating system: the RAM a model needs is arena_bytes",
     "ops": "the firmware printed no layer marks (built without MCU_LAYER_PROFILE)",
     "runtime.delegate": "the generated C runs without SIMD kernels on this core",
+    "accuracy": "the bundle's inputs.npz has no labels",
 }
 
 

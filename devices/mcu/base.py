@@ -43,6 +43,14 @@ class McuAdapter(DeviceAdapter):
         return [folder]
 
     @classmethod
+    def check_artifact(cls, profile: TargetProfile, artifact: Path, label: str) -> None:
+        from devices.mcu.firmware_run import require_ready_ops  # deferred: only when asked
+        from devices.mcu.readiness import analyse
+
+        require_ready_ops(analyse(artifact, profile.budget.flash_kb, profile.budget.ram_kb,
+                                  name=label))
+
+    @classmethod
     def pre_profile_note(cls, profile: TargetProfile, artifact: Path) -> str | None:
         from devices.mcu.readiness import analyse  # deferred: only when profiling
 

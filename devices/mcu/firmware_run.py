@@ -47,7 +47,9 @@ def bundle_model(bundle: Bundle) -> Path:
 def load_samples(bundle: Bundle, limit: int) -> tuple[np.ndarray, np.ndarray]:
     try:
         with np.load(bundle.inputs_path) as data:
-            x, y = np.asarray(data["x"], dtype=np.float32), np.asarray(data["y"])
+            x = np.asarray(data["x"], dtype=np.float32)
+            # no labels (a user's file profiled on random inputs): no top-1
+            y = np.asarray(data["y"]) if "y" in data else np.zeros(0, np.int64)
     except (OSError, KeyError, ValueError) as exc:
         raise DataError(
             f"cannot read samples x/y from {bundle.inputs_path}: {exc} (hint: rebuild the "

@@ -122,10 +122,12 @@ def _limit(limit_kb: float | None) -> str:
     return f" of {limit_kb:g} KiB budget" if limit_kb is not None else ""
 
 
-def analyse(tflite_path: Path, flash_kb: float | None, ram_kb: float | None) -> ReadinessReport:
+def analyse(tflite_path: Path, flash_kb: float | None, ram_kb: float | None,
+            name: str | None = None) -> ReadinessReport:
+    """`name`: how messages call the model (default its path)."""
     graph = load_graph(Path(tflite_path))
     verdict = tflm_verdict(Path(tflite_path)) if tflm_installed() else None
-    return analyse_graph(graph, flash_kb, ram_kb, name=str(tflite_path), tflm=verdict)
+    return analyse_graph(graph, flash_kb, ram_kb, name=name or str(tflite_path), tflm=verdict)
 
 
 def analyse_graph(

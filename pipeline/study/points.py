@@ -19,9 +19,10 @@ from devices.budget import evaluate_budget, read_report
 from devices.bundle import LATENCY_REPORT
 from devices.errors import PipelineError
 from devices.fsutil import atomic_write_json, sha256_file
+from pipeline.bundle import BUNDLE_RUNNERS
 from pipeline.config import LABELS_ONLY, PipelineConfig, canonical_json, section_to_dict
 from pipeline.data import Dataset
-from pipeline.deploy import BUNDLE_RUNNERS, write_target_bundle
+from pipeline.deploy import write_target_bundle
 from pipeline.profile import Echo, profile_bundle
 from pipeline.report import target_latency
 from pipeline.runner import Runner, RunResult
