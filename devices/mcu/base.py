@@ -45,8 +45,9 @@ class McuAdapter(DeviceAdapter):
     @classmethod
     def check_artifact(cls, profile: TargetProfile, artifact: Path, label: str) -> None:
         from devices.mcu.firmware_run import require_ready_ops  # deferred: only when asked
-        from devices.mcu.readiness import analyse
+        from devices.mcu.readiness import analyse, refuse_tflm_crash
 
+        refuse_tflm_crash(artifact, label)  # a user's file may crash the referee's wheel
         require_ready_ops(analyse(artifact, profile.budget.flash_kb, profile.budget.ram_kb,
                                   name=label))
 

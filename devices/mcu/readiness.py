@@ -24,7 +24,7 @@ from devices.errors import BudgetError, PipelineError
 from devices.mcu.graph import Graph, Operator, load_graph
 from devices.mcu.memory_plan import MemoryPlan, plan_memory
 from devices.mcu.ops import FUSED_ACTIVATIONS, SUPPORTED_OPS, fused_activation
-from devices.mcu.tflm import TflmVerdict, tflm_installed, tflm_verdict
+from devices.mcu.tflm import TflmVerdict, tflm_crash, tflm_installed, tflm_verdict
 
 # Data types an op may read or write on an int8 microcontroller graph. QUANTIZE may read
 # float32 and DEQUANTIZE may write it: those sit at the graph edges.
@@ -239,6 +239,18 @@ def require_ready(report: ReadinessReport) -> None:
         )
 
 
+def refuse_tflm_crash(tflite_path: Path, label: str) -> None:
+    """UnsupportedOperatorError (exit 2) when TFLite Micro's wheel dies loading the model:
+    `analyse` would die with it, in this process (devices/mcu/tflm.py, `tflm_crash`)."""
+    crash = tflm_crash(Path(tflite_path)) if tflm_installed() else None
+    if crash is not None:
+        raise UnsupportedOperatorError(
+            f"{label}: TensorFlow Lite Micro (the tflite-micro wheel, this target's referee) "
+            f"crashed loading it ({crash}), so it cannot be judged ready for the "
+            "microcontroller (hint: check the model in TFLite Micro itself; after `pip uninstall "
+            "tflite-micro` readiness judges it by this project's op table alone)")
+
+
 def ready_or_raise(tflite_path: Path, flash_kb: float | None, ram_kb: float | None
                    ) -> ReadinessReport:
     report = analyse(tflite_path, flash_kb, ram_kb)
@@ -248,5 +260,5 @@ def ready_or_raise(tflite_path: Path, flash_kb: float | None, ram_kb: float | No
 
 __all__ = [
     "ReadinessReport", "OpCheck", "UnsupportedOperatorError", "analyse", "analyse_graph",
-    "require_ready", "ready_or_raise", "with_tflm_refusal",
+    "require_ready", "ready_or_raise", "refuse_tflm_crash", "with_tflm_refusal",
 ]

@@ -138,6 +138,40 @@ def _new_interpreter(runtime: ModuleType, data: bytes) -> Any:
     return runtime.Interpreter.from_bytes(data, arena_size=capacity)
 
 
+# Loads a model in TFLite Micro in a child process: argv model path, arena bytes.
+_CRASH_PROBE = """
+import sys
+from tflite_micro.python.tflite_micro import runtime
+try:
+    runtime.Interpreter.from_bytes(open(sys.argv[1], "rb").read(), arena_size=int(sys.argv[2]))
+except RuntimeError:
+    pass  # a refusal, which tflm_verdict reads in-process
+"""
+
+
+def tflm_crash(model: Path, timeout_s: float = 300.0) -> str | None:
+    """How loading `model` kills TFLite Micro's wheel (e.g. "signal SIGABRT"), or None.
+
+    The wheel aborts the whole process on some models (a MobileNetV2 int8 file does, with
+    nothing on stderr), which no `except` can catch; a user's file is tried in a child
+    first, so that becomes a refusal with an exit code instead of the CLI's death."""
+    import signal
+    import subprocess
+
+    capacity = max(ARENA_CAPACITY, 16 * Path(model).stat().st_size)
+    try:
+        result = subprocess.run([sys.executable, "-c", _CRASH_PROBE, str(model), str(capacity)],
+                                capture_output=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        return f"no answer within {timeout_s:g} s"
+    if result.returncode >= 0:
+        return None
+    try:
+        return f"signal {signal.Signals(-result.returncode).name}"
+    except ValueError:
+        return f"signal {-result.returncode}"
+
+
 def missing_op_in(text: str) -> str | None:
     """The op TFLite Micro's resolver lacks, from its own error text."""
     match = _MISSING_BUILTIN.search(text) or _MISSING_REGISTRATION.search(text)
@@ -207,5 +241,5 @@ def tflm_outputs(model: Path | bytes, quantized_inputs: np.ndarray) -> np.ndarra
     return np.stack(outputs) if outputs else np.zeros((0, 0), dtype=np.int8)
 
 
-__all__ = ["TflmVerdict", "tflm_outputs", "tflm_verdict", "captured_native_output",
+__all__ = ["TflmVerdict", "tflm_outputs", "tflm_verdict", "tflm_crash", "captured_native_output",
            "missing_op_in", "arena_figures", "tflm_installed", "tflm_runtime", "ARENA_CAPACITY"]

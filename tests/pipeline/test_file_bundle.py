@@ -127,3 +127,22 @@ def test_what_cannot_run_is_refused_before_any_device_with_exit_2(
     assert result.returncode == 2, result.stderr
     assert says in result.stderr and "Traceback" not in result.stderr
     assert not dist.exists()
+
+
+def test_a_file_that_crashes_tflite_micro_is_refused_not_fatal(
+    user_files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The tflite-micro wheel aborts the process on some models (a MobileNetV2 int8 file,
+    measured); a user's file is loaded in a child first, so the abort becomes a refusal.
+    The child here aborts as that wheel does."""
+    from devices.mcu import tflm
+    from devices.mcu.readiness import UnsupportedOperatorError
+
+    if not tflm.tflm_installed():
+        pytest.skip("tflite-micro is not installed (its wheel exists for Linux x86-64)")
+    monkeypatch.setattr(tflm, "_CRASH_PROBE", "import os; os.abort()")
+    with pytest.raises(UnsupportedOperatorError, match=r"user_cnn_int8.tflite: TensorFlow "
+                       r"Lite Micro .* crashed loading it \(signal SIGABRT\)") as refused:
+        build_file_artifacts(load_config(overrides=QUICK), user_files["int8"], ["mcu"],
+                             dist_dir=tmp_path / "dist", labelled=False, echo=_quiet)
+    assert refused.value.exit_code == 2 and not (tmp_path / "dist").exists()
