@@ -190,7 +190,9 @@ def _manifest_fields(config: PipelineConfig, model: ArtifactFile, profile: Targe
                                                "validation stage ran",
             **bundle_accuracy(model.path, samples.x, samples.y, kernels),
         }}
-        machines["measure"] = cpu_facts()  # whose kernels gave the top-1 the device must match
+        # Whose kernels measured that top-1: the validate role, so a host run on this same
+        # CPU may judge the accuracy limit on the whole test split (devices/host.py).
+        machines["validate"] = cpu_facts()
     # The config alone does not say what was bundled: the file's sha256 does.
     fingerprint = hashlib.sha256(
         f"{config.fingerprint()}|{metrics['model_file']['sha256']}".encode()).hexdigest()[:16]
