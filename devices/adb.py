@@ -46,6 +46,7 @@ from devices.benchmark_model_parser import (
     BenchmarkOutputError,
     parse_benchmark_output,
 )
+from devices.bundle import UNLABELLED
 from devices.fsutil import sha256_file
 from devices.host import artifact_section, bundle_files, reference_top1
 from devices.latency_stats import PERCENTILES, run_statistics
@@ -74,7 +75,7 @@ PHONE_MISSING = {
               "not the peak",
     "latency_ms": "benchmark_model printed no such statistic (an old release); runs_ms has "
                   "every per-sample run",
-    "accuracy.top1": "the bundle's inputs.npz has no labels",
+    "accuracy.top1": UNLABELLED,
     "accuracy.reference_top1": "the manifest records no validated top-1 for this artifact",
 }
 

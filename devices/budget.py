@@ -16,6 +16,7 @@ from typing import Any
 
 from devices.accuracy_estimate import AccuracyEstimate, judged_accuracy
 from devices.base import SCHEMA, Budget, LatencyReport, TargetProfile
+from devices.bundle import UNLABELLED
 from devices.errors import ArtifactError, ConfigError
 from devices.text import format_table, optional
 
@@ -104,12 +105,21 @@ def _accuracy_row(report: dict, budget: Budget) -> BudgetRow:
     the whole interval is below the line, undecided (not broken) when it holds the line."""
     line, limit_text = budget.min_accuracy, f">= {budget.min_accuracy:g}"
     estimate = judged_accuracy(report)
+    if estimate is None and UNLABELLED in _accuracy_reasons(report):
+        return BudgetRow("top-1 accuracy", limit_text, "not measured", None,
+                         f"not judged: {UNLABELLED} (hint: --set data.name=… bundles "
+                         "labelled samples)")
     if estimate is None:
         return _row("top-1 accuracy", line, None, lambda value: True, limit_text)
     verdict = estimate.verdict(line)
     note = "" if verdict is not None else _undecided_note(estimate, line)
     return BudgetRow("top-1 accuracy", limit_text, estimate.describe(), verdict, note,
                      undecided=verdict is None)
+
+
+def _accuracy_reasons(report: dict) -> set[str]:
+    missing = report.get("missing") or {}
+    return {missing.get("accuracy.top1"), missing.get("accuracy")} - {None}
 
 
 def _undecided_note(estimate: AccuracyEstimate, line: float) -> str:

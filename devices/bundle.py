@@ -23,6 +23,8 @@ TARGET_REPORT = "report.md"
 PROFILE_OUTPUTS = (LATENCY_REPORT, TARGET_REPORT)
 MANIFEST_SCHEMA = "edge-bundle-manifest/1"  # devices/schemas/edge-bundle-manifest-1.schema.json
 REBUILD_HINT = "rebuild the bundle with `make artifacts`"
+# why a device reports no top-1 for a bundle of random inputs (`profile --model` without data)
+UNLABELLED = "the bundle's inputs.npz has no labels"
 
 
 @dataclass(frozen=True)

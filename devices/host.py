@@ -23,7 +23,7 @@ from devices.base import (
     LatencyReport,
     TargetProfile,
 )
-from devices.bundle import INPUTS, read_manifest
+from devices.bundle import INPUTS, UNLABELLED, read_manifest
 from devices.errors import ArtifactError
 from devices.fsutil import sha256_file
 from devices.latency_stats import latency_section
@@ -132,7 +132,7 @@ RUNNER_MISSING = {
     "memory": "the device's OS has no /proc/self/status (Linux only)",
     "runtime.version": "the runtime's package records no version",
     "latency_ms.warmup_mean": "no warm-up runs were asked for ([profile] warmup = 0)",
-    "accuracy.top1": "the bundle's inputs.npz has no labels",
+    "accuracy.top1": UNLABELLED,
     "accuracy.reference_top1": "the manifest records no validated top-1 for this artifact",
 }
 

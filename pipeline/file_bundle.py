@@ -120,16 +120,6 @@ def _supports(adapter: type[DeviceAdapter], profile: TargetProfile) -> bool:
     return probe.supports(profile.artifact_format, profile.artifact_precision)
 
 
-def without_accuracy_limit(profile: TargetProfile, echo: Echo) -> TargetProfile:
-    """Random inputs have no labels: the accuracy limit cannot be judged, so it is left out
-    of the budget (and said), instead of failing a check nobody can pass."""
-    if profile.budget.min_accuracy is None:
-        return profile
-    echo(f"budget     {profile.name}: min_accuracy {profile.budget.min_accuracy:g} not judged: "
-         f"random inputs have no labels (hint: --set {DATASET_KEY}=… measures top-1)")
-    return replace(profile, budget=replace(profile.budget, min_accuracy=None))
-
-
 def labelled_samples(config: PipelineConfig, model: ArtifactFile) -> Samples:
     """The test split, normalised as the pipeline normalises it (pipeline/data.py), checked
     against the file's input shape and classes."""
@@ -202,13 +192,11 @@ def _manifest_fields(config: PipelineConfig, model: ArtifactFile, profile: Targe
 
 
 def plan_file_bundles(config: PipelineConfig, model: ArtifactFile, targets: list[str], *,
-                      labelled: bool, echo: Echo = print) -> list[FileBundle]:
+                      labelled: bool) -> list[FileBundle]:
     """Every check, for every target, before anything is written."""
     profiles = [file_profile(load_profile(name, overrides=config.overrides_for(name)), model)
                 for name in targets]
     samples = labelled_samples(config, model) if labelled else random_samples(config, model)
-    if not labelled:
-        profiles = [without_accuracy_limit(profile, echo) for profile in profiles]
     return [FileBundle(model, profile, samples, _manifest_fields(config, model, profile, samples))
             for profile in profiles]
 
@@ -227,7 +215,7 @@ def build_file_artifacts(config: PipelineConfig, model_path: Path, targets: list
                          dist_dir: Path, labelled: bool, echo: Echo = print) -> dict[str, Path]:
     """`artifacts --model FILE`: the file's bundle for every target, no device touched."""
     with staged_artifact(model_path) as model:
-        bundles = plan_file_bundles(config, model, targets, labelled=labelled, echo=echo)
+        bundles = plan_file_bundles(config, model, targets, labelled=labelled)
         with bundle_locks(dist_dir, targets, echo):
             return {bundle.profile.name: write_file_bundle(bundle, dist_dir, echo)
                     for bundle in bundles}
@@ -237,7 +225,7 @@ def profile_model_file(config: PipelineConfig, model_path: Path, target: str, *,
                        dist_dir: Path, labelled: bool, echo: Echo = print) -> DeployOutcome:
     """`profile --model FILE --target T`: the file's bundle, profiled as a deploy's is."""
     with staged_artifact(model_path) as model:
-        (bundle,) = plan_file_bundles(config, model, [target], labelled=labelled, echo=echo)
+        (bundle,) = plan_file_bundles(config, model, [target], labelled=labelled)
         with bundle_locks(dist_dir, [target], echo):
             write_file_bundle(bundle, dist_dir, echo)
             return profile_bundle(config, bundle.profile, dist_dir, echo)

@@ -5,6 +5,7 @@ and under CI=true a skip is a failure (tests/system_tools.py, from tests/system-
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -32,6 +33,16 @@ TINY_OVERRIDES = (
 )
 
 
+def shared_folder(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A folder every pytest-xdist worker of this run shares (one of their own otherwise):
+    the stage cache's locks let one worker train while the others wait, then hit."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return tmp_path_factory.mktemp(name)
+    folder = tmp_path_factory.getbasetemp().parent / name
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_build(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """{"config", "overrides", "build_dir", "run"}: every stage of the tiny flow, once."""
@@ -39,7 +50,7 @@ def tiny_build(tmp_path_factory: pytest.TempPathFactory) -> dict:
     from pipeline.runner import Runner
 
     config = load_config(overrides=list(TINY_OVERRIDES))
-    build_dir = tmp_path_factory.mktemp("tiny-build")
+    build_dir = shared_folder(tmp_path_factory, "tiny-build")
     run = Runner(config, build_dir, echo=lambda _: None).run()
     return {"config": config, "overrides": list(TINY_OVERRIDES), "build_dir": build_dir,
             "run": run}

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from devices.base import BenchmarkSettings, Bundle, DeviceError, LatencyReport
+from devices.bundle import UNLABELLED
 from devices.mcu.base import McuAdapter, McuExtra
 from devices.mcu.bit_exact import compare_outputs
 from devices.mcu.firmware_run import (
@@ -103,7 +104,7 @@ MCU_MISSING = {
     "memory": "no operating system: the RAM a model needs is arena_bytes",
     "ops": "the firmware printed no layer marks (built without MCU_LAYER_PROFILE)",
     "runtime.delegate": "the generated C runs without SIMD kernels on this core",
-    "accuracy": "the bundle's inputs.npz has no labels",
+    "accuracy": UNLABELLED,
 }
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from devices.budget import check_report_file
+from devices.profiles import load_profile
 from pipeline.config import load_config
 from pipeline.file_bundle import build_file_artifacts, profile_model_file
 from tests.contracts import assert_follows_schemas, assert_one_report_shape
@@ -51,7 +53,8 @@ def test_a_file_alone_profiles_on_the_host_with_a_deploys_report(
     user_files: dict[str, Path], tmp_path: Path, file: str, runtime: str, shipped: str,
 ) -> None:
     """No data: seeded random inputs of the file's shape, no labels, so the top-1 is null
-    with its reason, and the accuracy limit is left out of the budget (not failed)."""
+    with its reason, and the accuracy limit is not judged (not failed), by the profile and
+    by a later `check` alike."""
     config = load_config(overrides=QUICK)
     outcome = profile_model_file(config, user_files[file], "host", dist_dir=tmp_path,
                                  labelled=False, echo=_quiet)
@@ -61,7 +64,10 @@ def test_a_file_alone_profiles_on_the_host_with_a_deploys_report(
     assert report["artifact"]["file"] == shipped and report["runtime"]["name"] == runtime
     assert report["accuracy"] == {"top1": None, "reference_top1": None, "samples": 24}
     assert report["missing"]["accuracy.top1"] == "the bundle's inputs.npz has no labels"
-    assert "min_accuracy" not in report["budget"]["limits"] and outcome.passed
+    assert report["budget"]["passed"] is True and outcome.passed
+    check = check_report_file(outcome.bundle / "latency_report.json", load_profile("host"))
+    accuracy = next(row for row in check.rows if row.check == "top-1 accuracy")
+    assert check.passed and accuracy.status == "skipped" and "not judged" in accuracy.note
     manifest = _read(outcome.bundle, "manifest.json")
     assert "artifacts" not in manifest["metrics"]  # nobody validated the file
     assert manifest["metrics"]["model_file"]["file"] == user_files[file].name
