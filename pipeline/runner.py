@@ -14,10 +14,13 @@ from typing import Any
 import pipeline.flow as flow
 from devices.errors import CacheError, ConfigError
 from pipeline.cache import CacheEntry, StageCache, cache_key
-from pipeline.config import PipelineConfig, hashed_section
+from pipeline.config import AS_SAVED_KEYS, ZOO_MODEL_KEYS, PipelineConfig, hashed_section
 from pipeline.data import Dataset, load_dataset
 from pipeline.distribute import cluster_role, strategy_for
-from pipeline.stage import Stage, StageContext
+from pipeline.model_files import cache_identity, is_model_file
+from pipeline.stage import Stage, StageContext, trusting_model_code
+
+MODEL_SECTIONS = ("teacher", "student")
 
 
 @dataclass(frozen=True)
@@ -45,11 +48,42 @@ class RunResult:
 def check_model_names(config: PipelineConfig) -> None:
     from models import list_models  # deferred: the zoo imports TensorFlow
 
-    for section in ("teacher", "student"):
+    for section in MODEL_SECTIONS:
         name = config.section(section).model
-        if name not in list_models():
+        if not is_model_file(name) and name not in list_models():
             raise ConfigError(f"{section}.model = {name!r} is not in the model zoo; expected one "
-                              f"of {', '.join(list_models())}")
+                              f"of {', '.join(list_models())}, or file:PATH for a model file "
+                              "of your own")
+
+
+def check_model_files(config: PipelineConfig, dataset: Dataset) -> None:
+    """Each model file reads, holds nothing unsafe and declares the dataset's input size:
+    refused before hours of teacher training, not after."""
+    from pipeline.model_files.loading import check_model_file  # deferred: may load TF
+
+    for section in MODEL_SECTIONS:
+        settings = config.section(section)
+        if is_model_file(settings.model):
+            check_model_file(settings.model, section=section,
+                             trusted=bool(settings.trust_model_code), dataset=dataset)
+
+
+def trusts_model_code(config: PipelineConfig) -> bool:
+    return any(config.section(section).trust_model_code for section in MODEL_SECTIONS)
+
+
+def keyed_section(name: str, section: dict[str, Any]) -> dict[str, Any]:
+    """A section as its stage's cache key holds it (docs/architecture.md, Contracts: the
+    stage cache): a model file by its sha256, not its path, and without the keys the stage
+    does not read for it (a zoo model's width; a teacher used as saved reads no training
+    setting), so neither a move nor an unrelated setting re-runs what depends on it."""
+    model = section.get("model")
+    if not isinstance(model, str) or not is_model_file(model):
+        return section
+    kept = {key: value for key, value in section.items() if key not in ZOO_MODEL_KEYS}
+    if name == "teacher" and not kept.get("finetune_epochs"):
+        kept = {key: value for key, value in kept.items() if key in AS_SAVED_KEYS}
+    return kept | {"model": cache_identity(model)}
 
 
 class Runner:
@@ -72,7 +106,8 @@ class Runner:
         self.echo = echo
 
     def stage_key(self, stage: Stage, dataset: Dataset, keys: dict[str, str]) -> str:
-        sections = {name: hashed_section(self.config.section(name)) for name in stage.sections}
+        sections = {name: keyed_section(name, hashed_section(self.config.section(name)))
+                    for name in stage.sections}
         upstream = {"data": dataset.fingerprint} | {name: keys[name] for name in stage.upstream}
         return cache_key(stage.name, stage.version, sections, upstream)
 
@@ -89,16 +124,18 @@ class Runner:
             f"dataset    {dataset.name}: {len(dataset.y_train)} train / {len(dataset.y_val)} "
             f"validation / {len(dataset.y_test)} test, input {dataset.input_shape}"
         )
+        check_model_files(self.config, dataset)
         keys: dict[str, str] = {}
         outcomes: dict[str, StageOutcome] = {}
         forced = False
-        for stage in self.stages:
-            forced = forced or stage.name in self.force
-            keys[stage.name] = self.stage_key(stage, dataset, keys)
-            outcomes[stage.name] = self._run_stage(stage, dataset, keys[stage.name], outcomes,
-                                                   forced)
-            if stage.name == until:
-                break
+        with trusting_model_code(trusts_model_code(self.config)):
+            for stage in self.stages:
+                forced = forced or stage.name in self.force
+                keys[stage.name] = self.stage_key(stage, dataset, keys)
+                outcomes[stage.name] = self._run_stage(stage, dataset, keys[stage.name],
+                                                       outcomes, forced)
+                if stage.name == until:
+                    break
         return RunResult(dataset, outcomes, round(time.perf_counter() - started, 3))
 
     def _run_stage(
@@ -119,6 +156,8 @@ class Runner:
         seconds = round(time.perf_counter() - started, 3)
         status = "cache hit" if hit else "computed"
         self.echo(f"{stage.name:<10} {status:<9} {seconds:8.1f}s  {stage.headline(entry.record)}")
+        for warning in stage.warnings(entry.record):
+            self._warn(warning)
         return StageOutcome(stage.name, entry, hit, seconds)
 
     def _compute(self, stage: Stage, dataset: Dataset, key: str,

@@ -3,7 +3,9 @@ artifact folder plus a small result record (a JSON-able dict)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,10 @@ class StageContext:
     upstream: dict[str, CacheEntry]
 
 
+def no_warnings(record: dict[str, Any]) -> tuple[str, ...]:
+    return ()
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str
@@ -32,6 +38,23 @@ class Stage:
     run: Callable[[StageContext], dict[str, Any]]
     headline: Callable[[dict[str, Any]], str]
     trains: bool = False  # builds and trains models: runs inside the distribution strategy
+    # what the runner prints after the stage's line, cache hit or not (e.g. a file teacher
+    # scoring near chance)
+    warnings: Callable[[dict[str, Any]], tuple[str, ...]] = no_warnings
+
+
+# True while a run whose config trusts a model file's code (trust_model_code) loads its own
+# entries: they hold the file's Lambda layers, which safe_mode would refuse
+_TRUSTED_CODE: ContextVar[bool] = ContextVar("trusted_model_code", default=False)
+
+
+@contextmanager
+def trusting_model_code(trusted: bool) -> Iterator[None]:
+    token = _TRUSTED_CODE.set(trusted)
+    try:
+        yield
+    finally:
+        _TRUSTED_CODE.reset(token)
 
 
 def uncompiled_copy(model: Any) -> Any:
@@ -53,7 +76,8 @@ def save_model(model: Any, out_dir: Path) -> Path:
 def load_model(entry_dir: Path) -> Any:
     from devices.tf_env import keras  # deferred: TensorFlow only to save or load a model
 
-    return keras.models.load_model(entry_dir / MODEL_FILE, compile=False)
+    return keras.models.load_model(entry_dir / MODEL_FILE, compile=False,
+                                   safe_mode=not _TRUSTED_CODE.get())
 
 
 def top1_headline(record: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 from devices.errors import ConfigError
 from pipeline.config import LABELS_ONLY, PipelineConfig
+from pipeline.model_files import is_model_file
 from pipeline.study.levels import LevelPlan
 
 Overrides = dict[str, Any]
@@ -63,6 +64,15 @@ ARMS: dict[str, Callable[[LevelPlan, PipelineConfig], Overrides]] = {
     "prune+kd": _prune_kd,
     "distill+prune": _distill_prune,
 }
+
+
+def refuse_file_student(config: PipelineConfig) -> None:
+    """Before any level is planned: the levels are reached by the student's width."""
+    if is_model_file(config.student.model):
+        raise ConfigError(f"the study sizes the student by student.width, and student.model = "
+                          f"{config.student.model!r} is a file of fixed size (hint: a zoo "
+                          "student, e.g. student.model = \"seed_student\"; the teacher may "
+                          "be a file)")
 
 
 def arm_overrides(arm: str, plan: LevelPlan, config: PipelineConfig, seed: int) -> Overrides:

@@ -74,7 +74,9 @@ def learnt_from_teacher(student: dict[str, Any], pruned: dict[str, Any]) -> bool
 
 
 def _origin(run: RunResult) -> dict[str, Any]:
-    student, pruned = run.record("student"), run.record("pruned")
+    # a file teacher pruned directly trains no student (flow.compresses_teacher_directly)
+    student = run.record("student") if "student" in run.outcomes else {}
+    pruned = run.record("pruned")
     pruned_source = None if pruned.get("method") == "none" else pruned.get("source")
     from_teacher = learnt_from_teacher(student, pruned)
     return {

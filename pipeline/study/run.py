@@ -16,7 +16,7 @@ from pipeline.profile import Echo
 from pipeline.report import STUDY_FOLDER
 from pipeline.stages.train import build_for
 from pipeline.study.answer import answer_study
-from pipeline.study.arms import arm_overrides
+from pipeline.study.arms import arm_overrides, refuse_file_student
 from pipeline.study.levels import LevelPlan, plan_levels
 from pipeline.study.points import Point, PointSpec, export_for, measure_point
 
@@ -48,6 +48,7 @@ def run_study(config: PipelineConfig, targets: list[TargetProfile], *, build_dir
               dist_dir: Path, echo: Echo = print) -> Study:
     if not targets:
         raise ConfigError("the study needs a target (hint: make study TARGET=mcu)")
+    refuse_file_student(config)
     started = time.perf_counter()
     dataset = load_dataset(config.data)
     if len(dataset.y_val) == 0:
