@@ -225,8 +225,8 @@ class DeviceAdapter(abc.ABC):
     @classmethod  # noqa: B027 - optional hook
     def check_artifact(cls, profile: TargetProfile, artifact: Path, label: str) -> None:
         """Raise (exit 2) for a model file this device cannot run, naming what it lacks
-        and the file as `label`; asked before a bundle of a user's file is written, so no
-        device is touched."""
+        and the file as `label`; asked before any bundle is written (a deploy's or a
+        user's file's), so no device is touched."""
 
     @classmethod
     def pre_profile_note(cls, profile: TargetProfile, artifact: Path) -> str | None:

@@ -76,6 +76,8 @@ def write_target_bundle(
     samples = config.data.bundle_samples
     dataset = run.dataset
     adapter = adapter_class(profile.adapter)
+    # before anything is written: ops the target lacks, a file that kills its referee
+    adapter.check_artifact(profile, artifact, f"{profile.name}'s {profile.artifact_file}")
     metrics = manifest_metrics(run, config)
     metrics["artifacts"] = _artifact_metrics(
         run, artifact, dataset, samples, adapter.accuracy_kernels

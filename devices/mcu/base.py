@@ -47,7 +47,7 @@ class McuAdapter(DeviceAdapter):
         from devices.mcu.firmware_run import require_ready_ops  # deferred: only when asked
         from devices.mcu.readiness import analyse, refuse_tflm_crash
 
-        refuse_tflm_crash(artifact, label)  # a user's file may crash the referee's wheel
+        refuse_tflm_crash(artifact, label)  # a model may crash the referee's wheel (MobileNetV2)
         require_ready_ops(analyse(artifact, profile.budget.flash_kb, profile.budget.ram_kb,
                                   name=label))
 
