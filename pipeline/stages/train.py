@@ -109,7 +109,9 @@ def _file_teacher(section: TeacherConfig, built: BuiltModel, dataset: Dataset, s
     extra = {"file": built.file, "top1_as_saved": as_saved, "classes": dataset.num_classes,
              "normalisation": dataset.normalisation.get("convention", "dataset")}
     if not section.finetune_epochs:
-        return TrainingHistory(epochs_run=0, wall_time_s=0.0), extra
+        # nothing trained: no training setting is in its cache key (runner.keyed_section),
+        # so none is in its record either
+        return TrainingHistory(epochs_run=0, wall_time_s=0.0), extra | {"distribute": None}
     history = train_classifier(built.model, dataset, section, epochs=section.finetune_epochs,
                                seed=seed)
     return history, extra
