@@ -340,7 +340,7 @@ def _refuse_file_model_conflicts(sections: dict[str, Any]) -> None:
     """Keys that only mean something for a model file, or only for a zoo model."""
     for name in ("teacher", "student"):
         model = sections[name].model
-        if model.startswith(FILE_PREFIX) and not model[len(FILE_PREFIX):].strip():
+        if is_model_file(model) and not model[len(FILE_PREFIX):].strip():
             raise ConfigError(f"{name}.model = {model!r} names no file (hint: "
                               f"{name}.model = \"file:models/my_model.keras\")")
     teacher, student = sections["teacher"], sections["student"]
