@@ -407,6 +407,20 @@ def test_a_file_teacher_near_chance_says_which_setting_to_check(
     assert 'check data.normalisation (now "dataset")' in warning and '"raw"' in warning
 
 
+@pytest.mark.slow
+def test_a_file_teacher_is_fine_tuned_only_when_asked(
+        tmp_path: Path, unit_model: dict[str, Any]) -> None:
+    from pipeline.runner import Runner
+
+    config = _flow_config(unit_model["path"], "data.normalisation=unit",
+                          "teacher.finetune_epochs=1")
+    teacher = Runner(config, tmp_path / "build", echo=lambda _: None).run(
+        until="teacher").record("teacher")
+    assert teacher["epochs_run"] == 1 and teacher["distribute"]["strategy"] == "default"
+    assert teacher["top1_as_saved"] == pytest.approx(unit_model["top1"], abs=0.002)
+    assert len(teacher["history"]["loss"]) == 1  # one epoch more on the labels
+
+
 def test_a_file_student_starts_from_its_weights_or_from_scratch(
         unit_model: dict[str, Any], mnist: Dataset) -> None:
     from pipeline.stages.train import model_for
