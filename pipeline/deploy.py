@@ -43,9 +43,11 @@ def manifest_metrics(run: RunResult, config: PipelineConfig) -> dict[str, Any]:
     def pick(record: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
         return {key: record[key] for key in keys if key in record}
 
-    student = run.record("student")
-    metrics = {"teacher": pick(run.record("teacher"), METRIC_KEYS),
-               "student": pick(student, METRIC_KEYS)}
+    metrics = {"teacher": pick(run.record("teacher"), METRIC_KEYS)}
+    # a file teacher compressed directly runs no student stage (flow.py)
+    student = run.record("student") if "student" in run.outcomes else {}
+    if student:
+        metrics["student"] = pick(student, METRIC_KEYS)
     if student.get("scratch"):
         metrics["student_scratch"] = pick(student["scratch"], METRIC_KEYS)
     if "pruned" in run.outcomes:

@@ -381,6 +381,7 @@ def test_a_keras3_teacher_file_reaches_the_microcontroller(keras3_flow: dict[str
 @pytest.mark.slow
 def test_a_file_teacher_is_compressed_directly_without_a_student(
         tmp_path: Path, unit_model: dict[str, Any]) -> None:
+    from pipeline.deploy import deploy
     from pipeline.runner import Runner
 
     config = _flow_config(unit_model["path"], "data.normalisation=unit",
@@ -391,6 +392,14 @@ def test_a_file_teacher_is_compressed_directly_without_a_student(
     assert pruned["source"] == "teacher" and pruned["macs_after"] < pruned["macs_before"]
     assert pruned["params_before"] == run.record("teacher")["params"]
     assert run.record("validate")["artifacts"]
+    # ... and shipped: the bundle's metrics have a teacher and a pruned model, no student
+    outcome = deploy(config, "host", build_dir=tmp_path / "build", dist_dir=tmp_path / "dist",
+                     echo=lambda _: None)
+    assert_follows_schemas(outcome.bundle)
+    metrics = json.loads((outcome.bundle / "manifest.json").read_text())["metrics"]
+    assert "student" not in metrics and metrics["pruned"]["source"] == "teacher"
+    assert outcome.report["accuracy"]["top1"] == metrics["artifacts"]["model_int8.tflite"][
+        "bundle_top1"]
 
 
 def test_a_file_teacher_near_chance_says_which_setting_to_check(
