@@ -216,6 +216,11 @@ class DeviceAdapter(abc.ABC):
     # Whether the device can give a per-op table (`profile.op_profiling`); a target that
     # cannot is refused when asked, not silently profiled without it.
     op_profile: ClassVar[bool] = False
+    # Where a cluster study profiles this target: a Ray custom resource that the nodes able
+    # to run it advertise (`ray start --resources '{"mcu-qemu": 1}'`), asked for by each
+    # point's task; None, where the study runs (the head): a device attached there, or
+    # the host, so that one CPU times every point.
+    cluster_resource: ClassVar[str | None] = None
 
     @classmethod
     def bundle_extras(cls, artifact: Path, samples: Any, scratch: Path) -> list[Path]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devices.errors import CacheError
 from devices.fsutil import (
     LOCK_FOLDER,
     atomic_directory,
@@ -83,6 +84,59 @@ class StageCache:
         with exclusive_lock(lock_path, lambda: waiting(lock_path)):
             yield
 
+    def compute_once(self, stage: str, key: str, compute: Callable[[Path], dict[str, Any]],
+                     waiting: Callable[[Path], None]) -> tuple[CacheEntry, bool]:
+        """The entry, and whether it was a hit: looked up, or computed under its lock by
+        `compute(scratch) -> record` (which writes the entry's files into scratch) and
+        sealed, as the runner computes a stage."""
+        entry = self.lookup(stage, key)
+        if entry is not None:
+            return entry, True
+        with self.lock(stage, key, waiting):
+            entry = self.lookup(stage, key)  # the run we waited for sealed it
+            if entry is not None:
+                return entry, True
+            with self.writer(stage, key) as scratch:
+                self.seal(scratch, stage, key, compute(scratch))
+        return self._written(stage, key), False
+
+    def receive(self, stage: str, key: str, fill: Callable[[Path], None],
+                waiting: Callable[[Path], None], origin: str) -> CacheEntry:
+        """An entry sealed by another cache (a cluster worker's, `origin`): `fill(scratch)`
+        writes its files and entry.json, which must verify, list every file and name this
+        stage and key before the one rename, under the entry's lock, so a transfer cut off
+        or tampered with never becomes an entry. One already here is kept: the key names
+        the result."""
+        entry = self.lookup(stage, key)
+        if entry is not None:
+            return entry
+        with self.lock(stage, key, waiting):
+            entry = self.lookup(stage, key)
+            if entry is not None:
+                return entry
+            with self.writer(stage, key) as scratch:
+                fill(scratch)
+                problem = _verify(scratch) or _foreign(scratch, stage, key)
+                if problem:
+                    raise CacheError(f"the {stage} entry {key[:12]} from {origin} does not "
+                                     f"verify ({problem}); nothing was written (hint: run "
+                                     "the study again: the point is recomputed)")
+        return self._written(stage, key)
+
+    def entries(self) -> list[tuple[str, str]]:
+        """(stage, key) of every entry folder, hidden scratch and lock folders left out."""
+        if not self.root.is_dir():
+            return []
+        return sorted((folder.parent.name, folder.name) for folder in self.root.glob("*/*")
+                      if folder.is_dir() and not folder.name.startswith(".")
+                      and not folder.parent.name.startswith("."))
+
+    def _written(self, stage: str, key: str) -> CacheEntry:
+        entry = self.lookup(stage, key)
+        if entry is None:
+            raise CacheError(f"{stage}: the entry just written does not verify")
+        return entry
+
     def seal(self, scratch: Path, stage: str, key: str, record: dict[str, Any]) -> None:
         files = {
             str(path.relative_to(scratch)): sha256_file(path)
@@ -95,6 +149,18 @@ class StageCache:
 
     def clear(self, stage: str | None = None) -> None:
         shutil.rmtree(self.root / stage if stage else self.root, ignore_errors=True)
+
+
+def _foreign(path: Path, stage: str, key: str) -> str | None:
+    """What makes a verified entry folder not this stage and key's: another name, or a
+    file its entry.json does not list."""
+    document = json.loads((path / ENTRY_FILE).read_text())
+    if (document.get("stage"), document.get("key")) != (stage, key):
+        return f"it is {document.get('stage')}/{str(document.get('key'))[:12]}"
+    listed = set(document["files"]) | {ENTRY_FILE}
+    present = {str(file.relative_to(path)) for file in path.rglob("*") if file.is_file()}
+    unlisted = sorted(present - listed)
+    return f"unlisted file {unlisted[0]}" if unlisted else None
 
 
 def _verify(path: Path) -> str | None:

@@ -23,7 +23,7 @@ from devices.errors import (
     write_traceback,
 )
 from devices.tf_logs import TF_LOGS_VARIABLE
-from pipeline.config import PipelineConfig, load_config
+from pipeline.config import PipelineConfig, load_config, with_values
 from pipeline.version import __version__
 
 Command = Callable[[argparse.Namespace], int]
@@ -203,10 +203,20 @@ def _study(args: argparse.Namespace) -> tuple[object, list[str]]:
     from pipeline.study.run import run_study
 
     config = _config(args)
+    if args.cluster:  # a cluster named runs the points there
+        config = with_values(config, {"study.executor": "ray"})
     targets = chosen_targets(args)
     study = run_study(config, [load_target(name, config) for name in targets],
-                      build_dir=Path(args.build_dir), dist_dir=Path(args.dist_dir))
+                      build_dir=Path(args.build_dir), dist_dir=Path(args.dist_dir),
+                      cluster=args.cluster)
     return study, [str(path) for path in write_study(study, Path(args.dist_dir))]
+
+
+def _add_cluster_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cluster", metavar="ADDRESS",
+        help='run the points on the Ray cluster at ADDRESS (HOST:PORT; sets study.executor = '
+             '"ray", which without --cluster uses $RAY_ADDRESS or this machine\'s cluster)')
 
 
 def command_study(args: argparse.Namespace) -> int:
@@ -370,11 +380,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(study)
     study.add_argument("--target", help="target profile (default host)")
     study.add_argument("--targets", help='several targets, e.g. "host mcu"')
+    _add_cluster_option(study)
     study.set_defaults(handler=command_study)
 
     advise = commands.add_parser("advise", help="the study's one-line answer for a target")
     _add_config_options(advise)
     advise.add_argument("--target", default="host")
+    _add_cluster_option(advise)
     advise.set_defaults(handler=command_advise, targets=None)
 
     commands.add_parser("targets", help="list target profiles and what each needs").set_defaults(

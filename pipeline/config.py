@@ -199,6 +199,10 @@ class DistributeConfig:
 
 
 STUDY_ARMS = ("scratch", "distill", "prune", "prune+kd", "distill+prune")  # pipeline/study/arms.py
+STUDY_EXECUTORS = ("serial", "ray")  # pipeline/study/executors.py
+# how a study runs its points, not what they compute: left out of the fingerprint, so a
+# bundle (and the cache entry holding it) is the same from one machine or a cluster
+STUDY_RUN_KEYS = ("executor", "point_cpus")
 
 
 def parse_level(text: str) -> float:
@@ -222,6 +226,9 @@ class StudyConfig:
     arms: tuple[str, ...] = subset(STUDY_ARMS, *STUDY_ARMS)
     levels: tuple[str, ...] = ("1/2", "1/4", "1/8", "1/16")
     seeds: int = bounded(2, 1, 100)  # student.seed = 0 .. seeds-1 per point
+    # where the points run: this process, or a Ray cluster's tasks (`--cluster ADDRESS`)
+    executor: str = choice("serial", *STUDY_EXECUTORS)
+    point_cpus: int = bounded(1, 1, 1024)  # the CPUs each point's Ray task asks for
 
     def __post_init__(self) -> None:
         if not self.levels:
@@ -266,6 +273,8 @@ class PipelineConfig:
             # post-training quantization reads none of [quantize]'s keys: without it the
             # fingerprint stays what it was before the section existed
             del hashed["quantize"]
+        hashed["study"] = {key: value for key, value in hashed["study"].items()
+                           if key not in STUDY_RUN_KEYS}
         return hashlib.sha256(canonical_json(hashed).encode()).hexdigest()[:16]
 
 

@@ -45,6 +45,9 @@ class McuQemuExtra(McuExtra):
 class McuQemuAdapter(McuAdapter):
     name = "mcu-qemu"
     Extra = McuQemuExtra
+    # exact instruction counts, the same on any machine with qemu-system-arm and the Arm
+    # toolchain: a cluster study profiles each point on a worker that advertises them
+    cluster_resource = "mcu-qemu"
 
     def __init__(self, profile: Any) -> None:
         super().__init__(profile)

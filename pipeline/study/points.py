@@ -1,12 +1,15 @@
 """One point of the study: an arm at a level and seed, trained through the stage cache,
 exported, validated, its accuracy measured per image on validation and test, and its own
-artifact profiled on every target. Profiles are kept by the artifact's sha256 and the
-target's settings (build/cache/study-profile/), so a warm study costs no device time."""
+artifact profiled on every target. Profiles are stage-cache entries keyed by the artifact's
+sha256 and the target's settings (build/cache/study-profile/<key>/: the bundle as profiled,
+sealed), so a warm study costs no device time."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +21,9 @@ from devices.base import TargetProfile
 from devices.budget import evaluate_budget, read_report
 from devices.bundle import LATENCY_REPORT
 from devices.errors import PipelineError
-from devices.fsutil import atomic_write_json, sha256_file
+from devices.fsutil import atomic_directory, sha256_file
 from pipeline.bundle import BUNDLE_RUNNERS
+from pipeline.cache import StageCache
 from pipeline.config import LABELS_ONLY, PipelineConfig, canonical_json, section_to_dict
 from pipeline.data import Dataset
 from pipeline.deploy import write_target_bundle
@@ -96,7 +100,8 @@ def _correct(artifact: Path, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.argmax(logits, axis=-1) == np.asarray(y)
 
 
-def _profile_key(profile: TargetProfile, config: PipelineConfig, sha256: str) -> str:
+def profile_key(profile: TargetProfile, config: PipelineConfig, sha256: str) -> str:
+    """The profile's cache key: the artifact, the target's settings and [profile]."""
     payload = {"artifact": sha256, "target": dataclasses.asdict(profile),
                "profile": section_to_dict(config.profile)}
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()
@@ -124,32 +129,57 @@ def _latency(report: dict[str, Any], profile: TargetProfile, sha256: str
 
 def profile_point(spec: PointSpec, run: RunResult, profile: TargetProfile, sha256: str,
                   points_dir: Path, build_dir: Path, echo: Echo) -> dict[str, Any]:
-    """The target's latency report for this point's artifact: from the profile cache, or
-    bundled into dist/study/points/<point>/<target>/ and profiled through the adapter."""
-    key = _profile_key(profile, spec.config, sha256)
-    cached = Path(build_dir) / "cache" / PROFILE_CACHE / f"{key}.json"
-    if cached.is_file():
-        return read_report(cached)
-    folder = Path(points_dir) / spec.name
-    write_target_bundle(profile, run, spec.config, folder)
-    profile_bundle(spec.config, profile, folder, lambda line: echo("    " + line))
-    report = read_report(folder / profile.name / LATENCY_REPORT)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(cached, report)
-    return report
+    """The target's latency report for this point's artifact, from the stage cache's
+    `study-profile` entry (the bundle as profiled, sealed like a stage's files) or bundled
+    and profiled through the adapter into one; the bundle is then shown in
+    dist/study/points/<point>/<target>/."""
+    cache = StageCache(Path(build_dir) / "cache")
+
+    def bundle_and_profile(scratch: Path) -> dict[str, Any]:
+        write_target_bundle(profile, run, spec.config, scratch)
+        profile_bundle(spec.config, profile, scratch, lambda line: echo("    " + line))
+        return {"target": profile.name, "artifact_sha256": sha256}
+
+    entry, _ = cache.compute_once(
+        PROFILE_CACHE, profile_key(profile, spec.config, sha256), bundle_and_profile,
+        lambda lock: echo(f"    profile    waiting: another run is profiling this artifact on "
+                          f"{profile.name} (lock {lock})"))
+    bundle = entry.path / profile.name
+    _show(bundle, Path(points_dir) / spec.name / profile.name)
+    return read_report(bundle / LATENCY_REPORT)
+
+
+def _show(bundle: Path, folder: Path) -> None:
+    with atomic_directory(folder) as scratch:
+        shutil.copytree(bundle, scratch, dirs_exist_ok=True)
+
+
+def failed_point(spec: PointSpec, error: str) -> Point:
+    """A point whose stages were refused (e.g. int8 refused by validation): the point's
+    record says why, the study goes on."""
+    return Point(_base_record(spec) | {"error": error})
+
+
+def _base_record(spec: PointSpec) -> dict[str, Any]:
+    return {"arm": spec.arm, "level": spec.level, "seed": spec.seed,
+            "overrides": [f"{k}={v}" for k, v in spec.overrides.items()], "error": None}
+
+
+# profile_point's signature: an executor may wrap it (the Ray one: a target profiled on a
+# worker, whose failure there is this point's, not profiled again here)
+Profiler = Callable[[PointSpec, RunResult, TargetProfile, str, Path, Path, Echo],
+                    dict[str, Any]]
 
 
 def measure_point(spec: PointSpec, targets: list[TargetProfile], dataset: Dataset, *,
-                  build_dir: Path, points_dir: Path, echo: Echo) -> Point:
-    record: dict[str, Any] = {"arm": spec.arm, "level": spec.level, "seed": spec.seed,
-                              "overrides": [f"{k}={v}" for k, v in spec.overrides.items()],
-                              "error": None}
+                  build_dir: Path, points_dir: Path, echo: Echo,
+                  profiler: Profiler = profile_point) -> Point:
+    record = _base_record(spec)
     try:
         run = Runner(spec.config, build_dir, echo=lambda line: echo("    " + line)).run(
             dataset=dataset)
     except PipelineError as error:  # e.g. int8 refused by validation: the point, not the study
-        record["error"] = str(error)
-        return Point(record)
+        return failed_point(spec, str(error))
     pruned = run.record("pruned")
     primary = targets[0]
     artifact = run.outcomes["export"].entry.path / model_file(primary.artifact_format,
@@ -169,7 +199,7 @@ def measure_point(spec: PointSpec, targets: list[TargetProfile], dataset: Datase
                                                              profile.artifact_precision)
         own_sha = sha256 if own == artifact else sha256_file(own)
         try:
-            report = profile_point(spec, run, profile, own_sha, points_dir, build_dir, echo)
+            report = profiler(spec, run, profile, own_sha, points_dir, build_dir, echo)
         except PipelineError as error:  # a device that failed: this point is not measured
             record["latency"][profile.name] = {"ms": None, "reason": str(error)}
             record["budget"][profile.name] = {"passed": False, "violations": [str(error)]}

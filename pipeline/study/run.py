@@ -17,8 +17,9 @@ from pipeline.report import STUDY_FOLDER
 from pipeline.stages.train import build_for
 from pipeline.study.answer import answer_study
 from pipeline.study.arms import arm_overrides, refuse_file_student
+from pipeline.study.executors import PointsJob, load_executor
 from pipeline.study.levels import LevelPlan, plan_levels
-from pipeline.study.points import Point, PointSpec, export_for, measure_point
+from pipeline.study.points import Point, PointSpec, export_for
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,13 @@ def plan_points(config: PipelineConfig, plans: list[LevelPlan], targets: list[Ta
 
 
 def run_study(config: PipelineConfig, targets: list[TargetProfile], *, build_dir: Path,
-              dist_dir: Path, echo: Echo = print) -> Study:
+              dist_dir: Path, echo: Echo = print, cluster: str | None = None) -> Study:
+    """`cluster`: the Ray address for `study.executor = "ray"` (`--cluster`)."""
     if not targets:
         raise ConfigError("the study needs a target (hint: make study TARGET=mcu)")
     refuse_file_student(config)
+    executor = load_executor(config.study.executor)
+    executor.check(cluster)  # before the data loads: a missing extra, no cluster
     started = time.perf_counter()
     dataset = load_dataset(config.data)
     if len(dataset.y_val) == 0:
@@ -64,26 +68,11 @@ def run_study(config: PipelineConfig, targets: list[TargetProfile], *, build_dir
              f"{plan.teacher_prune_ratio}, student width {plan.wide_student_width} pruned "
              f"{plan.student_prune_ratio}")
     specs = plan_points(config, plans, targets)
-    points_dir = Path(dist_dir) / STUDY_FOLDER / "points"
-    points = []
-    for index, spec in enumerate(specs, 1):
-        echo(f"study      [{index}/{len(specs)}] {spec.arm} at {spec.level}, seed {spec.seed}")
-        point = measure_point(spec, targets, dataset, build_dir=build_dir,
-                              points_dir=points_dir, echo=echo)
-        echo("           " + describe_point(point))
-        points.append(point)
+    job = PointsJob(tuple(specs), tuple(targets), dataset, Path(build_dir),
+                    Path(dist_dir) / STUDY_FOLDER / "points", echo, cluster)
+    points = executor.measure_points(job)
     names = tuple(t.name for t in targets)
     answers = answer_study(points, [(plan.label, plan.macs) for plan in plans], names)
     return Study(config, names, tuple(plans), tuple(points), answers, dataset.summary(),
                  round(time.perf_counter() - started, 1))
 
-
-def describe_point(point: Point) -> str:
-    record = point.record
-    if point.failed:
-        return f"refused: {record['error']}"
-    latencies = ", ".join(
-        f"{target} {entry['ms']:.4g} ms" if entry.get("ms") is not None
-        else f"{target} not measured" for target, entry in record["latency"].items())
-    return (f"{record['macs']:,} MACs, top-1 val {record['top1_val']:.4f} test "
-            f"{record['top1_test']:.4f}; {latencies}")

@@ -13,7 +13,7 @@ import pytest
 from pipeline import config, distribute, flow
 from pipeline.pruning import criteria, retraining, selection
 from pipeline.stages import prune, qat
-from pipeline.study import arms
+from pipeline.study import arms, executors
 
 SELECTORS = {
     ("prune", "method"): prune.METHODS,
@@ -23,6 +23,7 @@ SELECTORS = {
     ("prune", "layers"): selection.LAYER_CHOICES,
     ("distribute", "strategy"): distribute.STRATEGIES,
     ("study", "arms"): arms.ARMS,
+    ("study", "executor"): executors.EXECUTORS,
     ("quantize", "method"): flow.QUANTIZE_FLOWS,
     ("quantize", "finetune"): qat.FINETUNES,
 }
