@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from devices.tf_env import keras
 from pipeline.pruning.criteria import get_criterion
-from pipeline.pruning.graph import DependencyGraph, analyse
+from pipeline.pruning.graph import DependencyGraph, analyse, leaf_layers
+from pipeline.pruning.layer_rules import rule_for
 from pipeline.pruning.selection import SelectionRule, select_channels
 from pipeline.pruning.surgery import apply_keep
 
@@ -41,6 +41,7 @@ class PrunePlan:
     rule: SelectionRule
     decisions: tuple[GroupDecision, ...]
     skipped: tuple[str, ...] = ()  # producers of prunable groups the criterion cannot judge
+    fixed: tuple[str, ...] = ()  # "producers: why" for each group that must stay whole
 
     def layer_channels(self) -> dict[str, tuple[int, int]]:
         """Producer layer -> (channels before, channels after)."""
@@ -71,11 +72,12 @@ class PrunePlan:
             "channels_after": self.channels_after,
             "groups": [decision.to_dict() for decision in self.decisions],
             "skipped": list(self.skipped),
+            "fixed": list(self.fixed),
         }
 
 
 def _is_conv(layer: Any) -> bool:
-    return isinstance(layer, keras.layers.Conv2D)
+    return rule_for(layer).convolution
 
 
 def plan_pruning(
@@ -93,9 +95,10 @@ def plan_pruning(
     rule.check()
     scores = chosen.score(model, graph, sample_inputs, rule)
     if rule.layers == "conv":
+        layers = leaf_layers(model)
         scores = {index: values for index, values in scores.items()
-                  if all(_is_conv(model.get_layer(name)) for name in graph.groups[index].producers)}
-    keep = select_channels(scores, rule)
+                  if all(_is_conv(layers[name]) for name in graph.groups[index].producers)}
+    keep = select_channels(scores, rule, {index: graph.groups[index].blocks for index in scores})
     decisions = tuple(
         GroupDecision(index, graph.groups[index].producers, graph.groups[index].channels,
                       tuple(int(c) for c in kept))
@@ -105,7 +108,8 @@ def plan_pruning(
         name for group in graph.prunable_groups() if group.index not in keep
         for name in group.producers
     )
-    return PrunePlan(criterion, rule, decisions, skipped)
+    fixed = tuple(f"{', '.join(group.producers)}: {group.reason}" for group in graph.fixed_groups())
+    return PrunePlan(criterion, rule, decisions, skipped, fixed)
 
 
 def prune_channels(

@@ -24,7 +24,8 @@ import numpy as np
 
 from devices.errors import PruningError
 from devices.tf_env import keras
-from pipeline.pruning.graph import ChannelGroup, DependencyGraph
+from pipeline.pruning.graph import ChannelGroup, DependencyGraph, leaf_layers
+from pipeline.pruning.layer_rules import rule_for
 from pipeline.pruning.selection import SelectionRule, relative_to_max
 
 Scores = dict[int, np.ndarray]
@@ -60,23 +61,43 @@ def get_criterion(name: str) -> Criterion:
 
 
 def _filter_l1(layer: Any) -> np.ndarray:
-    kernel = np.abs(layer.get_weights()[0])
-    return kernel.reshape(-1, kernel.shape[-1]).sum(axis=0)
+    return rule_for(layer).filter_norms(layer)
+
+
+def _channel_slice(graph: DependencyGraph, layer_name: str, group: ChannelGroup) -> slice | None:
+    """Where the group's channels sit on the layer's output axis (after a Concatenate, at
+    their segment's offset); None after Flatten, where they repeat per position."""
+    layout = graph.layer_outputs[layer_name]
+    offsets = layout.offsets(group.index)
+    if layout.flattened or not offsets:
+        return None
+    return slice(offsets[0], offsets[0] + group.channels)
 
 
 def l1_scores(
     model: Any, graph: DependencyGraph, sample_inputs: np.ndarray | None,
     rule: SelectionRule | None = None,
 ) -> Scores:
+    """Summed over the group's producers, each at the group's channels of its output (a
+    producer joined to a concatenation is cut into parts, one per group)."""
+    layers = leaf_layers(model)
     return {
-        group.index: sum(_filter_l1(model.get_layer(name)) for name in group.producers)
+        group.index: sum(_filter_l1(layers[name])[_channel_slice(graph, name, group)]
+                         for name in group.producers)
         for group in graph.prunable_groups()
     }
 
 
-def _batch_norms(model: Any, group: ChannelGroup) -> list[Any]:
-    return [layer for name in group.members
-            if isinstance(layer := model.get_layer(name), keras.layers.BatchNormalization)]
+def _batch_norm_gammas(model: Any, graph: DependencyGraph, group: ChannelGroup) -> list[Any]:
+    """|gamma| of each scaled BatchNorm carrying the group, at the group's channels; None
+    for a BatchNorm without a scale."""
+    gammas, layers = [], leaf_layers(model)
+    for name in group.members:
+        layer = layers[name]
+        where = _channel_slice(graph, name, group)
+        if isinstance(layer, keras.layers.BatchNormalization) and where is not None:
+            gammas.append(np.abs(layer.gamma.numpy()[where]) if layer.scale else None)
+    return gammas
 
 
 def bn_scale_scores(
@@ -86,9 +107,9 @@ def bn_scale_scores(
     """Groups without a scaled BatchNorm (e.g. a Dense hidden layer) are left whole."""
     scores = {}
     for group in graph.prunable_groups():
-        norms = _batch_norms(model, group)
-        if norms and all(norm.scale for norm in norms):
-            scores[group.index] = np.mean([np.abs(norm.gamma.numpy()) for norm in norms], axis=0)
+        gammas = _batch_norm_gammas(model, graph, group)
+        if gammas and all(gamma is not None for gamma in gammas):
+            scores[group.index] = np.mean(gammas, axis=0)
     if not scores:
         producers = [name for group in graph.prunable_groups() for name in group.producers]
         raise PruningError(
@@ -106,10 +127,16 @@ def _is_relu(layer: Any) -> bool:
     return getattr(activation, "__name__", "") == "relu"
 
 
-def _relu_outputs(model: Any, group: ChannelGroup) -> list[Any]:
-    names = (*group.producers, *group.members)
-    layers = [model.get_layer(name) for name in names]
-    return [layer.output for layer in layers if _is_relu(layer)]
+def _relu_outputs(model: Any, graph: DependencyGraph,
+                  group: ChannelGroup) -> list[tuple[Any, slice]]:
+    """Each ReLU output carrying the group, with where its channels sit on that output
+    (the model's own layers: a nested model's inner outputs cannot be probed from outside)."""
+    found, layers = [], {layer.name: layer for layer in model.layers}
+    for name in (*group.producers, *group.members):
+        layer, where = layers.get(name), _channel_slice(graph, name, group)
+        if layer is not None and _is_relu(layer) and where is not None:
+            found.append((layer.output, where))
+    return found
 
 
 def apoz_scores(
@@ -121,17 +148,17 @@ def apoz_scores(
             "criterion apoz needs sample inputs to measure activations "
             "(hint: pass sample_inputs, e.g. a few hundred training images)"
         )
-    probes: list[tuple[int, Any]] = []
+    probes: list[tuple[int, Any, slice]] = []
     for group in graph.prunable_groups():
-        outputs = _relu_outputs(model, group)
+        outputs = _relu_outputs(model, graph, group)
         if not outputs:
             raise PruningError(
                 f"criterion apoz needs a ReLU on the channels of {', '.join(group.producers)}; "
                 "found none (hint: use prune.criterion = \"l1\" for this model)"
             )
-        probes.extend((group.index, output) for output in outputs)
-    probe = keras.Model(model.inputs, [output for _, output in probes])
-    totals = [np.zeros(int(output.shape[-1])) for _, output in probes]
+        probes.extend((group.index, output, where) for output, where in outputs)
+    probe = keras.Model(model.inputs, [output for _, output, _ in probes])
+    totals = [np.zeros(int(output.shape[-1])) for _, output, _ in probes]
     for start in range(0, len(sample_inputs), 128):
         activations = probe(sample_inputs[start:start + 128], training=False)
         activations = activations if isinstance(activations, list) else [activations]
@@ -139,9 +166,9 @@ def apoz_scores(
             values = activation.numpy()
             totals[position] += (values > 0).reshape(-1, values.shape[-1]).sum(axis=0)
     scores: dict[int, list[np.ndarray]] = {}
-    for position, (group_index, output) in enumerate(probes):
+    for position, (group_index, output, where) in enumerate(probes):
         per_channel = len(sample_inputs) * int(np.prod(output.shape[1:-1]))
-        scores.setdefault(group_index, []).append(totals[position] / per_channel)
+        scores.setdefault(group_index, []).append(totals[position][where] / per_channel)
     return {index: np.mean(rates, axis=0) for index, rates in scores.items()}
 
 

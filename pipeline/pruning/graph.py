@@ -1,37 +1,31 @@
 """Channel dependency groups of a tf_keras Sequential or Functional model.
 
-A *group* is a set of channels that must be removed together: the filters of the
-Conv2D/Dense layers that produce them (several producers when an `Add` joins branches),
-the channel-wise layers that carry them (BatchNorm, DepthwiseConv2D, ReLU, pooling, ...)
-and the input channels of the layers that read them (the next Conv2D, or the next Dense
-through Flatten/GlobalAveragePooling). Each layer type has a rule in `LAYER_RULES`; a layer
-without one makes the analysis refuse, naming the layer and its type, so nothing is ever
-pruned silently wrong.
+A *group* is a set of channels that must be removed together: the filters of the layers that
+produce them (several producers when an `Add` or a squeeze-and-excitation `Multiply` joins
+branches), the layers that carry them (BatchNorm, depthwise convs, activations, pooling,
+...), and the input channels of the layers that read them (the next conv, or a Dense after
+Flatten). A tensor's channel axis is a Layout (layouts.py): one group's channels, or after a
+Concatenate several groups side by side. Each layer type has one rule in
+`layer_rules.LAYER_RULES`; a layer without one makes the analysis refuse, naming the layer
+and its type, so nothing is ever pruned silently wrong.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from devices.errors import PruningError
-from devices.tf_env import keras
+from devices.tf_env import keras, tf
+from pipeline.pruning.layer_call import LayerCall
+from pipeline.pruning.layer_rules import rule_for
+from pipeline.pruning.layouts import Layout, Segment
+from pipeline.pruning.refusal import refuse
+from pipeline.pruning.spaces import ChannelSpaces
 
 INPUT_ORIGIN = "<model input>"
-
-
-@dataclass(frozen=True)
-class TensorState:
-    """Which channel space a tensor carries; `spatial_repeat` > 1 after Flatten, where
-    column = position * channels + channel (channels-last flattening)."""
-
-    space: int
-    spatial_repeat: int = 1
-
-    @property
-    def flattened(self) -> bool:
-        return self.spatial_repeat > 1
+INPUT_REASON = "carries the model's input channels"
+OUTPUT_REASON = "reaches the model's output"
 
 
 @dataclass(frozen=True)
@@ -45,10 +39,11 @@ class ChannelGroup:
     index: int
     channels: int
     producers: tuple[str, ...]
-    members: tuple[str, ...]
-    consumers: tuple[Consumer, ...]
+    members: tuple[str, ...]  # layers whose output carries these channels
+    consumers: tuple[Consumer, ...]  # layers whose weights read them
     prunable: bool
     reason: str = ""  # why the group is fixed, when it is
+    blocks: int = 1  # keep the same number of channels in each of `blocks` equal runs
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -59,193 +54,31 @@ class ChannelGroup:
             "consumers": [c.layer for c in self.consumers],
             "prunable": self.prunable,
             "reason": self.reason,
+            "blocks": self.blocks,
         }
 
 
 @dataclass(frozen=True)
 class DependencyGraph:
     groups: tuple[ChannelGroup, ...]
-    input_groups: dict[str, tuple[int, int]]  # layer -> (group, spatial_repeat) it reads
-    output_groups: dict[str, int]  # layer -> group its output carries
+    # by layer name; a nested model's layers as 'outer/inner' (graph.leaf_layers finds them)
+    layer_inputs: dict[str, tuple[Layout, ...]]  # layer -> the layouts it reads
+    layer_outputs: dict[str, Layout]  # layer -> the layout of its output, in graph order
 
     def prunable_groups(self) -> tuple[ChannelGroup, ...]:
         return tuple(group for group in self.groups if group.prunable)
 
     def group_of_producer(self, layer_name: str) -> ChannelGroup:
-        return self.groups[self.output_groups[layer_name]]
+        return self.groups[self.layer_outputs[layer_name].segments[0].group]
 
+    def groups_read_by(self, layer_name: str) -> tuple[ChannelGroup, ...]:
+        """The groups whose channels the layer's inputs carry, in order."""
+        return tuple(self.groups[group] for layout in self.layer_inputs[layer_name]
+                     for group in layout.groups())
 
-@dataclass
-class _Space:
-    origin: str  # producer layer name, or INPUT_ORIGIN
-    channels: int
-
-
-@dataclass
-class _Analysis:
-    """Mutable scratch state while walking the layers; frozen into a DependencyGraph."""
-
-    spaces: list[_Space] = field(default_factory=list)
-    parent: list[int] = field(default_factory=list)
-    members: dict[int, list[str]] = field(default_factory=dict)
-    consumers: dict[int, list[Consumer]] = field(default_factory=dict)
-    input_groups: dict[str, tuple[int, int]] = field(default_factory=dict)
-    output_spaces: dict[str, int] = field(default_factory=dict)
-
-    def new_space(self, origin: str, channels: int) -> int:
-        self.spaces.append(_Space(origin, channels))
-        self.parent.append(len(self.parent))
-        return len(self.spaces) - 1
-
-    def find(self, space: int) -> int:
-        while self.parent[space] != space:
-            self.parent[space] = self.parent[self.parent[space]]
-            space = self.parent[space]
-        return space
-
-    def union(self, first: int, second: int) -> int:
-        root_first, root_second = self.find(first), self.find(second)
-        self.parent[max(root_first, root_second)] = min(root_first, root_second)
-        return min(root_first, root_second)
-
-    def add_member(self, space: int, layer_name: str) -> None:
-        self.members.setdefault(space, []).append(layer_name)
-
-    def add_consumer(self, state: TensorState, layer_name: str) -> None:
-        self.consumers.setdefault(state.space, []).append(
-            Consumer(layer_name, state.spatial_repeat)
-        )
-        self.input_groups[layer_name] = (state.space, state.spatial_repeat)
-
-
-LayerRule = Callable[[Any, list[TensorState], _Analysis], TensorState]
-
-
-def _refuse(layer: Any, why: str, hint: str) -> PruningError:
-    return PruningError(
-        f"cannot prune through layer {layer.name!r} ({type(layer).__name__}): {why} "
-        f"(hint: {hint})"
-    )
-
-
-def _single(layer: Any, states: list[TensorState]) -> TensorState:
-    if len(states) != 1:
-        raise _refuse(layer, f"expected one input, got {len(states)}", "use a single-input layer")
-    return states[0]
-
-
-def _producer(layer: Any, states: list[TensorState], analysis: _Analysis) -> TensorState:
-    """Conv2D / Dense: reads its input channels, creates a new channel space."""
-    state = _single(layer, states)
-    if int(getattr(layer, "groups", 1)) != 1:
-        raise _refuse(layer, f"grouped convolution (groups={layer.groups})", "use groups=1")
-    if getattr(layer, "data_format", "channels_last") != "channels_last":
-        raise _refuse(layer, "channels_first data format", "build the model channels_last")
-    analysis.add_consumer(state, layer.name)
-    space = analysis.new_space(layer.name, int(layer.output.shape[-1]))
-    analysis.add_member(space, layer.name)
-    return TensorState(space)
-
-
-def _channelwise(layer: Any, states: list[TensorState], analysis: _Analysis) -> TensorState:
-    """Layers that keep channel identity (activations, pooling, dropout, padding)."""
-    state = _single(layer, states)
-    analysis.add_member(state.space, layer.name)
-    return state
-
-
-def _per_channel_weights(layer: Any, states: list[TensorState], analysis: _Analysis) -> TensorState:
-    """Channel-wise layers with one weight per channel: sliced with their group."""
-    state = _single(layer, states)
-    if state.flattened:
-        raise _refuse(layer, "per-channel weights after Flatten", "put it before Flatten")
-    return _channelwise(layer, states, analysis)
-
-
-def _batch_norm(layer: Any, states: list[TensorState], analysis: _Analysis) -> TensorState:
-    axes = [int(a) for a in (layer.axis if isinstance(layer.axis, list | tuple) else [layer.axis])]
-    rank = len(layer.input.shape)
-    if [a % rank for a in axes] != [rank - 1]:
-        raise _refuse(layer, f"normalises axis {axes}, not the channel axis", "use axis=-1")
-    return _per_channel_weights(layer, states, analysis)
-
-
-def _depthwise(layer: Any, states: list[TensorState], analysis: _Analysis) -> TensorState:
-    if int(layer.depth_multiplier) != 1:
-        raise _refuse(
-            layer, f"depth_multiplier={layer.depth_multiplier} multiplies channels",
-            "use depth_multiplier=1",
-        )
-    if layer.data_format != "channels_last":
-        raise _refuse(layer, "channels_first data format", "build the model channels_last")
-    return _per_channel_weights(layer, states, analysis)
-
-
-def _flatten(layer: Any, states: list[TensorState], analysis: _Analysis) -> TensorState:
-    state = _single(layer, states)
-    if layer.data_format != "channels_last":
-        raise _refuse(layer, "channels_first data format", "build the model channels_last")
-    analysis.add_member(state.space, layer.name)
-    positions = 1
-    for dimension in layer.input.shape[1:-1]:
-        positions *= int(dimension)
-    return TensorState(state.space, state.spatial_repeat * positions)
-
-
-def _global_pool(layer: Any, states: list[TensorState], analysis: _Analysis) -> TensorState:
-    if layer.data_format != "channels_last":
-        raise _refuse(layer, "channels_first data format", "build the model channels_last")
-    return _channelwise(layer, states, analysis)
-
-
-def _merge(layer: Any, states: list[TensorState], analysis: _Analysis) -> TensorState:
-    """Element-wise merges (Add, ...): every branch shares one channel group."""
-    repeats = {state.spatial_repeat for state in states}
-    if len(repeats) != 1:
-        raise _refuse(layer, "merges flattened and unflattened branches", "merge before Flatten")
-    space = states[0].space
-    for state in states[1:]:
-        space = analysis.union(space, state.space)
-    analysis.add_member(space, layer.name)
-    return TensorState(space, repeats.pop())
-
-
-# Looked up by exact type: a subclass (Conv2DTranspose is a Conv2D with a transposed
-# kernel) may lay out its weights differently, so it is refused until it has its own rule.
-LAYER_RULES: dict[type, LayerRule] = {
-    keras.layers.DepthwiseConv2D: _depthwise,
-    keras.layers.Conv2D: _producer,
-    keras.layers.Dense: _producer,
-    keras.layers.BatchNormalization: _batch_norm,
-    keras.layers.ReLU: _channelwise,
-    keras.layers.LeakyReLU: _channelwise,
-    keras.layers.ELU: _channelwise,
-    keras.layers.Activation: _channelwise,  # softmax groups are fixed, see _fixed_reasons
-    keras.layers.Dropout: _channelwise,
-    keras.layers.MaxPooling2D: _channelwise,
-    keras.layers.AveragePooling2D: _channelwise,
-    keras.layers.ZeroPadding2D: _channelwise,
-    keras.layers.GlobalAveragePooling2D: _global_pool,
-    keras.layers.GlobalMaxPooling2D: _global_pool,
-    keras.layers.Flatten: _flatten,
-    keras.layers.Add: _merge,
-    keras.layers.Maximum: _merge,
-    keras.layers.Average: _merge,
-}
-
-PRODUCER_TYPES = (keras.layers.Conv2D, keras.layers.Dense)
-
-
-def _rule_for(layer: Any) -> LayerRule:
-    rule = LAYER_RULES.get(type(layer))
-    if rule is not None:
-        return rule
-    supported = ", ".join(sorted(t.__name__ for t in LAYER_RULES))
-    raise PruningError(
-        f"cannot prune through layer {layer.name!r} ({type(layer).__name__}): no channel rule "
-        f"for this layer type; supported: {supported} (hint: prune.method = \"magnitude\" "
-        "works on any model, or add a rule to pipeline/pruning/graph.py LAYER_RULES)"
-    )
+    def fixed_groups(self) -> tuple[ChannelGroup, ...]:
+        """Groups that have producers but must stay whole, each with its reason."""
+        return tuple(group for group in self.groups if group.producers and not group.prunable)
 
 
 def _tensor_key(tensor: Any) -> tuple[str, int, int]:
@@ -253,104 +86,151 @@ def _tensor_key(tensor: Any) -> tuple[str, int, int]:
     return (history.layer.name, int(history.node_index), int(history.tensor_index))
 
 
-def _as_list(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, list | tuple) else [value]
+def _shape(tensor: Any) -> tuple[int | None, ...]:
+    return tuple(None if d is None else int(d) for d in tensor.shape)
 
 
-def _walk(model: Any, analysis: _Analysis) -> dict[tuple[str, int, int], TensorState]:
-    states: dict[tuple[str, int, int], TensorState] = {}
-    for tensor in model.inputs:
-        states[_tensor_key(tensor)] = TensorState(
-            analysis.new_space(INPUT_ORIGIN, int(tensor.shape[-1]))
-        )
+def _is_graph_model(layer: Any) -> bool:
+    return bool(getattr(layer, "_is_graph_network", False))
+
+
+def leaf_layers(model: Any, prefix: str = "") -> dict[str, Any]:
+    """Every layer by the name the graph uses: a nested model's layers as 'outer/inner'
+    (its input layers too), the nested model itself not."""
+    found: dict[str, Any] = {}
+    for layer in (*model._input_layers, *model.layers):
+        if _is_graph_model(layer):
+            found.update(leaf_layers(layer, f"{prefix}{layer.name}/"))
+        else:
+            found.setdefault(f"{prefix}{layer.name}", layer)
+    return found
+
+
+def _call_of(model: Any, layer: Any, name: str) -> tuple[LayerCall, list[Any], list[Any]]:
+    """The layer's one call in this model (a nested model's `layer.input` is its own)."""
+    nodes = [node for index, node in enumerate(layer._inbound_nodes)
+             if f"{layer.name}_ib-{index}" in model._network_nodes]
+    if len(nodes) != 1:
+        raise refuse(layer, f"used {len(nodes)} times (shared layer)",
+                     "give each call its own layer")
+    node = nodes[0]
+    inputs, outputs = list(node.keras_inputs), tf.nest.flatten(node.outputs)
+    if len(outputs) != 1:
+        raise refuse(layer, f"{len(outputs)} outputs", "use single-output layers")
+    call = LayerCall(name, layer, tuple(_shape(t) for t in inputs), _shape(outputs[0]),
+                     tuple(node.call_args), dict(node.call_kwargs))
+    return call, inputs, outputs
+
+
+@dataclass
+class _Walk:
+    spaces: ChannelSpaces
+    layer_inputs: dict[str, tuple[Layout, ...]]
+    layer_outputs: dict[str, Layout]  # in graph order
+
+    def record(self, name: str, read: tuple[Layout, ...], output: Layout) -> None:
+        self.layer_inputs[name] = read
+        self.layer_outputs[name] = output
+
+
+def _walk(model: Any, walk: _Walk, inputs: list[Layout], prefix: str) -> list[Layout]:
+    """Map channels through `model` given its inputs' layouts; returns its outputs'. A
+    nested model is walked into, so its layers are pruned like any other."""
+    spaces = walk.spaces
+    layouts: dict[tuple[str, int, int], Layout] = {}
+    for tensor, input_layer, layout in zip(model.inputs, model._input_layers, inputs,
+                                           strict=True):
+        layouts[_tensor_key(tensor)] = layout
+        if prefix:  # a nested model's input shape follows what feeds it
+            walk.record(f"{prefix}{input_layer.name}", (layout,), layout)
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
-        if len(layer._inbound_nodes) != 1:
-            raise _refuse(
-                layer, f"used {len(layer._inbound_nodes)} times (shared layer)",
-                "give each call its own layer",
-            )
-        rule = _rule_for(layer)
-        inputs = [states[_tensor_key(t)] for t in _as_list(layer.input)]
-        outputs = _as_list(layer.output)
-        if len(outputs) != 1:
-            raise _refuse(layer, f"{len(outputs)} outputs", "use single-output layers")
-        state = rule(layer, inputs, analysis)
-        states[_tensor_key(outputs[0])] = state
-        analysis.output_spaces[layer.name] = state.space
-    return states
+        rule, name = rule_for(layer), f"{prefix}{layer.name}"
+        call, tensors, outputs = _call_of(model, layer, name)
+        read = [spaces.expand(layouts[_tensor_key(tensor)]) for tensor in tensors]
+        if rule.walks_into and _is_graph_model(layer):
+            layout = _walk(layer, walk, read, f"{prefix}{layer.name}/")[0]
+        else:
+            layout = rule.maps_channels(call, read, spaces)
+            walk.record(name, tuple(read), layout)
+        layouts[_tensor_key(outputs[0])] = layout
+    return [layouts[_tensor_key(tensor)] for tensor in model.outputs]
 
 
 def analyse(model: Any) -> DependencyGraph:
     """Group the model's channels; refuse models with a layer no rule covers."""
-    if not getattr(model, "_is_graph_network", False) or not model.built:
+    if not _is_graph_model(model) or not model.built:
         raise PruningError(
             f"model {getattr(model, 'name', model)!r} ({type(model).__name__}) is not a built "
             "Sequential/Functional model (hint: build it on an input shape; subclassed models "
             "cannot be pruned by surgery)"
         )
-    analysis = _Analysis()
-    states = _walk(model, analysis)
-    fixed_reasons = _fixed_reasons(model, analysis, states)
-    return _freeze(model, analysis, fixed_reasons)
+    walk = _Walk(ChannelSpaces(), {}, {})
+    inputs = []
+    for tensor in model.inputs:
+        layout = walk.spaces.open(INPUT_ORIGIN, int(tensor.shape[-1]), produced=False)
+        walk.spaces.fix(layout, INPUT_REASON)
+        inputs.append(layout)
+    for layout in _walk(model, walk, inputs, ""):
+        walk.spaces.fix(layout, OUTPUT_REASON)
+    return _freeze(walk.spaces, walk.layer_inputs, walk.layer_outputs)
 
 
-def _fixed_reasons(
-    model: Any, analysis: _Analysis, states: dict[tuple[str, int, int], TensorState]
-) -> dict[int, str]:
+def _regrouped(layout: Layout, group_of: dict[int, int], spaces: ChannelSpaces) -> Layout:
+    expanded = spaces.expand(layout)
+    return Layout(tuple(Segment(group_of[s.group], s.channels) for s in expanded.segments),
+                  expanded.spatial_repeat)
+
+
+def _block_reason(channels: int, blocks: int) -> str:
+    if channels % blocks:
+        return f"its {channels} channels do not split into {blocks} equal grouped-conv runs"
+    if blocks == channels:
+        return f"each of its {blocks} grouped-conv runs holds a single channel"
+    return ""
+
+
+def _freeze(spaces: ChannelSpaces, layer_inputs: dict[str, tuple[Layout, ...]],
+            layer_outputs: dict[str, Layout]) -> DependencyGraph:
+    leaves = sorted({leaf for space in range(len(spaces.origins)) for leaf in spaces.leaves(space)})
+    group_of = {leaf: index for index, leaf in enumerate(leaves)}
+    order = {name: position for position, name in enumerate(layer_outputs)}
+    blocks, broken = spaces.block_counts()
     reasons: dict[int, str] = {}
-    for space, info in enumerate(analysis.spaces):
-        if info.origin == INPUT_ORIGIN:
-            reasons.setdefault(analysis.find(space), "carries the model's input channels")
-    for tensor in model.outputs:
-        root = analysis.find(states[_tensor_key(tensor)].space)
-        reasons.setdefault(root, "reaches the model's output")
-    by_name = {layer.name: layer for layer in model.layers}
-    for space, names in analysis.members.items():
-        for name in names:
-            if _mixes_channels(by_name[name]):
-                reasons.setdefault(analysis.find(space), f"{name} applies softmax across channels")
-    return reasons
-
-
-def _mixes_channels(layer: Any) -> bool:
-    """A softmax activation couples every channel of its group, so the group stays whole."""
-    return getattr(getattr(layer, "activation", None), "__name__", "") == "softmax"
-
-
-def _freeze(model: Any, analysis: _Analysis, fixed_reasons: dict[int, str]) -> DependencyGraph:
-    roots = sorted({analysis.find(space) for space in range(len(analysis.spaces))})
-    group_of_root = {root: index for index, root in enumerate(roots)}
-    order = {layer.name: position for position, layer in enumerate(model.layers)}
-    by_name = {layer.name: layer for layer in model.layers}
-    members: dict[int, list[str]] = {root: [] for root in roots}
-    consumers: dict[int, list[Consumer]] = {root: [] for root in roots}
-    for space, names in analysis.members.items():
-        members[analysis.find(space)].extend(names)
-    for space, readers in analysis.consumers.items():
-        consumers[analysis.find(space)].extend(readers)
+    for space, reason in [*spaces.reasons, *broken]:
+        for leaf in spaces.leaves(space):
+            reasons.setdefault(leaf, reason)
+    producers: dict[int, list[str]] = {leaf: [] for leaf in leaves}
+    for space, origin in enumerate(spaces.origins):
+        if spaces.produced[space]:
+            for leaf in spaces.leaves(space):
+                producers[leaf].append(origin)
+    inputs = {name: tuple(_regrouped(layout, group_of, spaces) for layout in read)
+              for name, read in layer_inputs.items()}
+    outputs = {name: _regrouped(layout, group_of, spaces)
+               for name, layout in layer_outputs.items()}
+    members: dict[int, list[str]] = {index: [] for index in range(len(leaves))}
+    for name, layout in outputs.items():
+        for group in layout.groups():
+            if name not in producers[leaves[group]]:
+                members[group].append(name)
+    consumers: dict[int, list[Consumer]] = {index: [] for index in range(len(leaves))}
+    for name in spaces.consumers:
+        for layout in inputs[name]:
+            for group in layout.groups():
+                consumers[group].append(Consumer(name, layout.spatial_repeat))
     groups = []
-    for root in roots:
-        names = sorted(set(members[root]), key=order.__getitem__)
-        producers = tuple(n for n in names if isinstance(by_name[n], PRODUCER_TYPES))
-        carried = tuple(n for n in names if n not in producers)
-        reason = fixed_reasons.get(root, "")
+    for leaf in leaves:
+        index, channels = group_of[leaf], spaces.widths[leaf]
+        group_blocks = blocks.get(leaf, 1)
+        reason = reasons.get(leaf, "") or (_block_reason(channels, group_blocks)
+                                           if group_blocks > 1 else "")
+        names = sorted(dict.fromkeys(producers[leaf]), key=order.__getitem__)
         groups.append(ChannelGroup(
-            index=group_of_root[root],
-            channels=analysis.spaces[root].channels,
-            producers=producers,
-            members=carried,
-            consumers=tuple(sorted(consumers[root], key=lambda c: order[c.layer])),
-            prunable=not reason and bool(producers),
-            reason=reason,
+            index=index, channels=channels, producers=tuple(names),
+            members=tuple(sorted(members[index], key=order.__getitem__)),
+            consumers=tuple(sorted(consumers[index], key=lambda c: order[c.layer])),
+            prunable=not reason and bool(names), reason=reason, blocks=group_blocks,
         ))
-    input_groups = {
-        name: (group_of_root[analysis.find(space)], repeat)
-        for name, (space, repeat) in analysis.input_groups.items()
-    }
-    output_groups = {
-        name: group_of_root[analysis.find(space)]
-        for name, space in analysis.output_spaces.items()
-    }
-    return DependencyGraph(tuple(groups), input_groups, output_groups)
+    return DependencyGraph(tuple(groups), inputs, outputs)

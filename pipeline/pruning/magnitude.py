@@ -1,6 +1,7 @@
 """TensorFlow Model Optimization's unstructured modes, for comparison with channel pruning.
 
-`magnitude` zeroes the smallest weights of every Conv2D/Dense kernel under a polynomial
+`magnitude` zeroes the smallest weights of every kernel TFMOT prunes (Conv, Dense, the
+pointwise kernel of a SeparableConv: `LayerRule.sparsity_kernel`) under a polynomial
 schedule: the same fraction `prune.ratio` of each kernel, or with `prune.threshold` = beta > 0
 the seed article's rule per layer, every weight with |w| < beta * max|w| of its kernel (each
 layer's fraction measured on the trained model, then held by the schedule); `m_by_n`
@@ -24,6 +25,7 @@ import tensorflow_model_optimization as tfmot
 
 from devices.errors import PruningError
 from devices.tf_env import keras
+from pipeline.pruning.layer_rules import find_rule
 
 sparsity_api = tfmot.sparsity.keras
 M_BY_N = (2, 4)
@@ -38,10 +40,20 @@ class SparsityMode:
     fixed_sparsity: float | None  # m_by_n: the pattern decides, not `ratio` or `threshold`
 
 
+def _sparsity_kernel(layer: Any) -> str | None:
+    """The weight TFMOT prunes in this layer, per the layer table; None for layers TFMOT
+    leaves dense (its registry lists no prunable weight for DepthwiseConv2D) and for layer
+    types the table does not know."""
+    rule = find_rule(layer)
+    return rule.sparsity_kernel if rule is not None else None
+
+
 def _dense_or_conv(layer: Any) -> bool:
-    """The kernels TFMOT prunes: Conv2D and Dense. Its registry lists no prunable weight
-    for DepthwiseConv2D (and tf_keras' DepthwiseConv2D is not a Conv2D subclass)."""
-    return isinstance(layer, keras.layers.Conv2D | keras.layers.Dense)
+    return _sparsity_kernel(layer) is not None
+
+
+def _kernel(layer: Any) -> np.ndarray:
+    return np.asarray(getattr(layer, str(_sparsity_kernel(layer))).numpy())
 
 
 MODES: dict[str, SparsityMode] = {
@@ -75,7 +87,7 @@ def target_sparsities(
     """Each wrapped layer's target: the mode's fixed pattern, the share of its weights under
     `threshold` * its largest |w| (when threshold > 0), or `ratio` for every layer."""
     def share_under_threshold(layer: Any) -> float:
-        kernel = np.abs(layer.get_weights()[0])
+        kernel = np.abs(_kernel(layer))
         return float(np.mean(kernel < threshold * kernel.max())) if kernel.max() > 0 else 0.0
 
     def target(layer: Any) -> float:
@@ -110,8 +122,10 @@ def wrap(model: Any, mode: SparsityMode, sparsities: Sparsities, schedule_for: S
         return sparsity_api.prune_low_magnitude(fresh, **options)
 
     wrapped = keras.models.clone_model(model, clone_function=clone_layer)
+    by_name = {layer.name: layer for layer in wrapped.layers}
+    names = set(by_name)
     for layer in model.layers:
-        target = wrapped.get_layer(_wrapped_name(wrapped, layer.name))
+        target = by_name[_wrapped_name(names, layer.name)]
         source = layer.get_weights()
         if source:
             target.layer.set_weights(source) if hasattr(target, "pruning_obj") \
@@ -119,8 +133,7 @@ def wrap(model: Any, mode: SparsityMode, sparsities: Sparsities, schedule_for: S
     return wrapped
 
 
-def _wrapped_name(wrapped: Any, name: str) -> str:
-    names = {layer.name for layer in wrapped.layers}
+def _wrapped_name(names: set[str], name: str) -> str:
     return name if name in names else f"prune_low_magnitude_{name}"
 
 
@@ -164,7 +177,7 @@ def sparsity_stats(model: Any, mode: SparsityMode) -> SparsityStats:
     for layer in model.layers:
         if not mode.wraps(layer):
             continue
-        kernel = layer.get_weights()[0]
+        kernel = _kernel(layer)
         per_layer[layer.name] = float(np.mean(kernel == 0))
         total += kernel.size
         zeros += int(np.sum(kernel == 0))

@@ -5,7 +5,7 @@ by the criterion's threshold rule; kept counts optionally rounded up to a multip
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,8 +113,20 @@ SCOPES: dict[str, Callable[[Scores, SelectionRule], dict[int, int]]] = {
 }
 
 
-def select_channels(scores: Scores, rule: SelectionRule) -> dict[int, np.ndarray]:
-    """Group index -> sorted indices of the channels to keep (the highest-scoring ones).
+def _top_per_block(scores: np.ndarray, count: int, blocks: int) -> np.ndarray:
+    """The best `count` channels, as the same number from each of `blocks` equal runs
+    (a grouped convolution's groups), rounded up to a multiple of `blocks`."""
+    if blocks == 1:
+        return _top(scores, count)
+    size, per_block = len(scores) // blocks, max(1, math.ceil(count / blocks))
+    return np.concatenate([start + _top(scores[start:start + size], per_block)
+                           for start in range(0, len(scores), size)])
+
+
+def select_channels(scores: Scores, rule: SelectionRule,
+                    blocks: Mapping[int, int] | None = None) -> dict[int, np.ndarray]:
+    """Group index -> sorted indices of the channels to keep (the highest-scoring ones);
+    `blocks`: groups whose equal runs must keep equal counts (grouped convolutions).
 
     With a threshold the scope does not matter: the rule is per channel (l1's w_max is
     the group's own maximum, as in the seed article's per-layer rule).
@@ -122,5 +134,7 @@ def select_channels(scores: Scores, rule: SelectionRule) -> dict[int, np.ndarray
     rule.check()
     counts = _threshold(scores, rule) if rule.threshold is not None \
         else SCOPES[rule.scope](scores, rule)
-    return {index: _top(np.asarray(scores[index], dtype=np.float64), counts[index])
+    blocks = blocks or {}
+    return {index: _top_per_block(np.asarray(scores[index], dtype=np.float64), counts[index],
+                                  blocks.get(index, 1))
             for index in scores}

@@ -1,95 +1,92 @@
 """Model surgery: rebuild a model with fewer channels and copy the kept weights.
 
-The new model comes from the original's config with smaller `filters`/`units`, so it is
-the same architecture (same layer names, same graph), only narrower; weights are sliced
-per layer type by `WEIGHT_SLICERS`.
+The new model comes from the original's config, each layer's entry narrowed by its rule
+(`filters`, `units`, a Reshape's target, per-channel constants), so it is the same
+architecture (same layer names, same graph), only narrower; each layer's weights are sliced
+by its rule at the kept positions of its input and output channel axes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from devices.errors import PruningError
 from devices.tf_env import keras
-from pipeline.pruning.graph import DependencyGraph
+from pipeline.pruning.graph import DependencyGraph, leaf_layers
+from pipeline.pruning.layer_rules import rule_for
+from pipeline.pruning.layouts import Positions, kept_positions
+from pipeline.pruning.refusal import refuse
 
-Index = np.ndarray | None  # None = keep every channel
-WeightSlicer = Callable[[list[np.ndarray], Index, Index], list[np.ndarray]]
-
-
-def _take(array: np.ndarray, index: Index, axis: int) -> np.ndarray:
-    return array if index is None else np.take(array, index, axis=axis)
+Keep = Mapping[int, np.ndarray]  # group index -> sorted kept channels
 
 
-def _slice_conv(weights: list[np.ndarray], rows: Index, keep: Index) -> list[np.ndarray]:
-    kernel = _take(_take(weights[0], rows, axis=2), keep, axis=3)
-    return [kernel, *(_take(bias, keep, axis=0) for bias in weights[1:])]
+def _layer_types(model: Any) -> dict[str, type]:
+    """Every layer class in the model (nested ones too), so that a rebuild finds custom
+    layers without the user registering them as serialisable."""
+    found: dict[str, type] = {}
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        found.setdefault(type(layer).__name__, type(layer))
+    return found
 
 
-def _slice_dense(weights: list[np.ndarray], rows: Index, keep: Index) -> list[np.ndarray]:
-    kernel = _take(_take(weights[0], rows, axis=0), keep, axis=1)
-    return [kernel, *(_take(bias, keep, axis=0) for bias in weights[1:])]
+def layer_configs(config: dict[str, Any], prefix: str = "") -> dict[str, dict[str, Any]]:
+    """Each layer's config by the graph's name for it ('outer/inner' inside a nested model),
+    without the `build_config` that would build it at its shapes from before pruning (the
+    graph's own calls build it)."""
+    found: dict[str, dict[str, Any]] = {}
+    for entry in config["layers"]:
+        entry.pop("build_config", None)
+        inner = entry["config"]
+        found[f"{prefix}{inner['name']}"] = inner
+        if isinstance(inner.get("layers"), list):
+            found.update(layer_configs(inner, f"{prefix}{inner['name']}/"))
+    return found
 
 
-def _slice_depthwise(weights: list[np.ndarray], rows: Index, keep: Index) -> list[np.ndarray]:
-    kernel = _take(weights[0], keep, axis=2)
-    return [kernel, *(_take(bias, keep, axis=0) for bias in weights[1:])]
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split()).split(" Example:")[0]
 
 
-def _slice_per_channel(weights: list[np.ndarray], rows: Index, keep: Index) -> list[np.ndarray]:
-    return [_take(weight, keep, axis=0) for weight in weights]
+def model_config(model: Any) -> dict[str, Any]:
+    """The model's config, or a refusal naming the layer whose config Keras cannot write."""
+    try:
+        return model.get_config()
+    except (NotImplementedError, TypeError, ValueError) as exc:
+        for layer in leaf_layers(model).values():
+            try:
+                layer.get_config()
+            except (NotImplementedError, TypeError, ValueError) as layer_exc:
+                raise refuse(layer, f"Keras cannot write its config to rebuild it narrower "
+                             f"({_one_line(layer_exc)})", "give the layer a get_config that "
+                             "returns its constructor's arguments") from exc
+        raise PruningError(f"could not read model {model.name!r}'s config: {_one_line(exc)} "
+                           "(hint: every custom layer needs a complete get_config)") from exc
 
 
-# First match wins (isinstance); tf_keras' DepthwiseConv2D is not a Conv2D subclass.
-WEIGHT_SLICERS: dict[type, WeightSlicer] = {
-    keras.layers.DepthwiseConv2D: _slice_depthwise,
-    keras.layers.Conv2D: _slice_conv,
-    keras.layers.Dense: _slice_dense,
-    keras.layers.BatchNormalization: _slice_per_channel,
-}
-
-WIDTH_KEYS: dict[type, str] = {keras.layers.Conv2D: "filters", keras.layers.Dense: "units"}
-
-
-def _slicer_for(layer: Any) -> WeightSlicer | None:
-    for layer_type, slicer in WEIGHT_SLICERS.items():
-        if isinstance(layer, layer_type):
-            return slicer
-    return None
+def rebuild(model: Any, config: dict[str, Any]) -> Any:
+    """The model `config` describes (its layer configs as `layer_configs` left them)."""
+    layer_configs(config)
+    try:
+        with keras.utils.custom_object_scope(_layer_types(model)):
+            return model.__class__.from_config(config)
+    except (TypeError, ValueError, NotImplementedError) as exc:
+        raise PruningError(
+            f"could not rebuild model {model.name!r} from its config: {exc} (hint: every "
+            "custom layer needs a get_config that returns its constructor's arguments)"
+        ) from exc
 
 
-def input_rows(keep: np.ndarray, channels: int, spatial_repeat: int) -> np.ndarray:
-    """Input columns of the kept channels; after Flatten column = position * C + channel."""
-    positions = np.arange(spatial_repeat)[:, None] * channels
-    return (positions + keep[None, :]).reshape(-1)
-
-
-def _layer_configs(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {layer_config["config"]["name"]: layer_config["config"]
-            for layer_config in config["layers"]}
-
-
-def _narrowed_config(model: Any, graph: DependencyGraph, keep: Mapping[int, np.ndarray]) -> Any:
-    config = model.get_config()
-    configs = _layer_configs(config)
-    for group_index, kept in keep.items():
-        for producer in graph.groups[group_index].producers:
-            layer = model.get_layer(producer)
-            key = next(k for t, k in WIDTH_KEYS.items() if isinstance(layer, t))
-            configs[producer][key] = int(len(kept))
-    return config
-
-
-def _validate_keep(graph: DependencyGraph, keep: Mapping[int, np.ndarray]) -> None:
+def _validate_keep(graph: DependencyGraph, keep: Keep) -> None:
     for group_index, kept in keep.items():
         group = graph.groups[group_index]
         if not group.prunable:
             raise PruningError(
                 f"channel group {group_index} ({', '.join(group.producers) or 'no producer'}) "
-                f"cannot be pruned: it {group.reason} (hint: prune only prunable groups)"
+                f"cannot be pruned: {group.reason or 'nothing produces it'} "
+                "(hint: prune only prunable groups)"
             )
         if len(kept) == 0 or len(np.unique(kept)) != len(kept) or kept.min() < 0 \
                 or kept.max() >= group.channels:
@@ -98,43 +95,41 @@ def _validate_keep(graph: DependencyGraph, keep: Mapping[int, np.ndarray]) -> No
                 f"{kept.tolist()} are not distinct indices in 0..{group.channels - 1} "
                 "(hint: keep at least one channel)"
             )
+        per_block = np.bincount(kept // (group.channels // group.blocks), minlength=group.blocks)
+        if group.blocks > 1 and len(set(per_block.tolist())) != 1:
+            raise PruningError(
+                f"channel group {group_index} ({', '.join(group.producers)}): grouped "
+                f"convolution needs the same count kept in each of its {group.blocks} runs, "
+                f"got {per_block.tolist()} (hint: select channels with select_channels)"
+            )
 
 
-def apply_keep(model: Any, graph: DependencyGraph, keep: Mapping[int, np.ndarray]) -> Any:
+def _positions(graph: DependencyGraph, name: str,
+               keep: Keep) -> tuple[tuple[Positions, ...], Positions]:
+    inputs = tuple(kept_positions(layout, keep) for layout in graph.layer_inputs[name])
+    return inputs, kept_positions(graph.layer_outputs[name], keep)
+
+
+def apply_keep(model: Any, graph: DependencyGraph, keep: Keep) -> Any:
     """A new model keeping, for each group index in `keep`, only the listed channels."""
     keep = {index: np.sort(np.asarray(kept, dtype=np.int64)) for index, kept in keep.items()}
     _validate_keep(graph, keep)
-    config = _narrowed_config(model, graph, keep)
-    try:
-        pruned = model.__class__.from_config(config)
-    except (TypeError, ValueError) as exc:
-        raise PruningError(
-            f"could not rebuild model {model.name!r} with fewer channels: {exc} "
-            "(hint: custom layers must be registered as serialisable)"
-        ) from exc
-    for layer in model.layers:
-        new_layer = pruned.get_layer(layer.name)
-        weights = layer.get_weights()
+    config = model_config(model)
+    configs = layer_configs(config)
+    layers = leaf_layers(model)
+    changed: dict[str, tuple[tuple[Positions, ...], Positions]] = {}
+    for name in graph.layer_outputs:
+        inputs, output = _positions(graph, name, keep)
+        if output is not None or any(positions is not None for positions in inputs):
+            changed[name] = (inputs, output)
+            rule_for(layers[name]).narrow(layers[name], configs[name], inputs, output)
+    pruned = rebuild(model, config)
+    new_layers = leaf_layers(pruned)
+    for name in graph.layer_outputs:
+        weights = layers[name].get_weights()
         if not weights:
             continue
-        slicer = _slicer_for(layer)
-        if slicer is None:
-            new_layer.set_weights(weights)
-            continue
-        new_layer.set_weights(slicer(weights, _rows_of(layer.name, graph, keep),
-                                     _kept_of(layer.name, graph, keep)))
+        if name in changed:
+            weights = rule_for(layers[name]).slice_weights(layers[name], weights, *changed[name])
+        new_layers[name].set_weights(weights)
     return pruned
-
-
-def _rows_of(layer_name: str, graph: DependencyGraph, keep: Mapping[int, np.ndarray]) -> Index:
-    if layer_name not in graph.input_groups:
-        return None
-    group_index, spatial_repeat = graph.input_groups[layer_name]
-    if group_index not in keep:
-        return None
-    return input_rows(keep[group_index], graph.groups[group_index].channels, spatial_repeat)
-
-
-def _kept_of(layer_name: str, graph: DependencyGraph, keep: Mapping[int, np.ndarray]) -> Index:
-    group_index = graph.output_groups.get(layer_name)
-    return keep.get(group_index) if group_index is not None else None

@@ -20,19 +20,18 @@ from typing import Any
 import numpy as np
 
 from devices.errors import PruningError
-from devices.tf_env import keras
 from models.complexity import count_macs, count_params
 from pipeline.config import PruneConfig, StudentConfig
 from pipeline.data import Dataset
 from pipeline.pruning import magnitude
 from pipeline.pruning.channel import prune_channels
+from pipeline.pruning.layer_rules import find_rule
+from pipeline.pruning.prunability import check_prunable
 from pipeline.pruning.recalibration import recalibrate_batch_norm
 from pipeline.pruning.retraining import RetrainSettings, retrain
 from pipeline.pruning.slimming import add_slimming_penalty
 from pipeline.stage import MODEL_FILE, Stage, StageContext, load_model, uncompiled_copy
 from pipeline.training import top1
-
-WIDTH_LAYERS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,7 @@ class PruneResult:
     bytes_after: int
     gzip_bytes_before: int  # the same file after gzip -9: where unstructured zeros show
     gzip_bytes_after: int
-    layer_channels: dict[str, tuple[int, int]]  # Conv/Depthwise/Dense -> (before, after)
+    layer_channels: dict[str, tuple[int, int]]  # layers with a kernel -> (before, after)
     top1_before_pruning: float
     top1_before_finetune: float  # right after pruning, no retraining (iterative: last round)
     top1: float  # after retraining
@@ -240,8 +239,17 @@ METHODS: dict[str, Callable[[StageInputs], MethodOutcome]] = {
 
 
 def layer_widths(model: Any) -> dict[str, int]:
+    """Output width of each layer with a kernel (convs, Dense, depthwise), per the layer
+    table; layers it does not know are left out (magnitude modes take any model)."""
     return {layer.name: int(layer.output.shape[-1]) for layer in model.layers
-            if isinstance(layer, WIDTH_LAYERS)}
+            if (rule := find_rule(layer)) is not None and rule.kernel is not None}
+
+
+def check_prune_source(config: PruneConfig, model: Any) -> None:
+    """Refuse, before any training, a source model `prune.method = "channel"` cannot take
+    (PruningError naming the layer); `model` may be the untrained architecture."""
+    if config.method == "channel":
+        check_prunable(model)
 
 
 def save_model_atomically(model: Any, path: Path) -> int:
@@ -335,6 +343,6 @@ def run_stage(context: StageContext) -> dict[str, Any]:
 
 
 STAGE = Stage(
-    name="pruned", version=3, sections=("prune", "student", "distribute"),
+    name="pruned", version=4, sections=("prune", "student", "distribute"),
     upstream=("student", "teacher"), run=run_stage, headline=headline, trains=True,
 )

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from devices.tf_env import keras
-from pipeline.pruning.graph import DependencyGraph
-from pipeline.pruning.surgery import input_rows
+from pipeline.pruning.graph import DependencyGraph, leaf_layers
+from pipeline.pruning.layer_rules import rule_for
+from pipeline.pruning.layouts import channel_positions
 
 
 def sequential_cnn(input_shape: tuple[int, int, int] = (12, 12, 2)) -> Any:
@@ -45,27 +46,69 @@ def randomise_weights(model: Any, seed: int = 0) -> None:
 def zero_outgoing(
     model: Any, graph: DependencyGraph, group_index: int, channels: list[int]
 ) -> None:
-    """Zero every consumer's input weights for `channels`: they then cannot affect outputs."""
-    group = graph.groups[group_index]
-    for consumer in group.consumers:
-        layer = model.get_layer(consumer.layer)
-        weights = layer.get_weights()
-        rows = input_rows(np.asarray(channels), group.channels, consumer.spatial_repeat)
-        kernel = weights[0]
-        if isinstance(layer, keras.layers.Dense):
-            kernel[rows, :] = 0.0
-        else:
-            kernel[:, :, rows, :] = 0.0
-        layer.set_weights([kernel, *weights[1:]])
+    """Zero every consumer's input weights for `channels` (each consumer's rule knows where
+    they sit, after a Concatenate or a Flatten too): they then cannot affect outputs."""
+    group, layers = graph.groups[group_index], leaf_layers(model)
+    for name in dict.fromkeys(consumer.layer for consumer in group.consumers):
+        layer = layers[name]
+        rows = np.concatenate([channel_positions(layout, group_index, np.asarray(channels))
+                               for layout in graph.layer_inputs[name]])
+        layer.set_weights(rule_for(layer).silence_inputs(layer, layer.get_weights(), rows))
+
+
+def randomise_vectors(model: Any, seed: int = 0) -> None:
+    """Random biases, norm scales and statistics (every 1-D weight), kernels as initialised:
+    deep models stay finite, and no bias or BatchNorm is the identity that hides a wrong
+    slice."""
+    rng = np.random.default_rng(seed)
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if not layer.weights or isinstance(layer, keras.Model):  # its layers come on their own
+            continue
+        values = []
+        for variable, value in zip(layer.weights, layer.get_weights(), strict=True):
+            name = variable.name.split("/")[-1]
+            if value.ndim != 1:
+                values.append(value)
+            elif any(key in name for key in ("variance", "gamma", "scale")):
+                values.append(rng.uniform(0.5, 1.5, value.shape).astype(value.dtype))
+            else:
+                values.append(rng.normal(0.0, 0.2, value.shape).astype(value.dtype))
+        layer.set_weights(values)
+
+
+def kill_channels(model: Any, graph: DependencyGraph, fraction: float = 0.3,
+                  seed: int = 0) -> dict[int, np.ndarray]:
+    """Pick `fraction` of each prunable group's channels at random (the same count in each
+    grouped-conv run), make them dead (zero_outgoing) and return the channels to keep."""
+    rng = np.random.default_rng(seed)
+    keep = {}
+    for group in graph.prunable_groups():
+        run = group.channels // group.blocks
+        count = int(run * fraction)
+        if count == 0:
+            continue
+        dead = np.concatenate([start + rng.choice(run, count, replace=False)
+                               for start in range(0, group.channels, run)])
+        zero_outgoing(model, graph, group.index, sorted(dead.tolist()))
+        keep[group.index] = np.setdiff1d(np.arange(group.channels), dead)
+    return keep
+
+
+def sample_inputs(model: Any, count: int = 2, seed: int = 0) -> np.ndarray:
+    shape = model.input_shape[1:]
+    return np.random.default_rng(seed).normal(size=(count, *shape)).astype(np.float32)
 
 
 @pytest.fixture(scope="session")
 def weight_tools() -> Any:
-    """The helpers above as a namespace: build, randomise, zero outgoing weights."""
+    """The helpers above as a namespace: build, randomise, make channels dead."""
     class Tools:
         sequential_cnn = staticmethod(sequential_cnn)
         randomise_weights = staticmethod(randomise_weights)
+        randomise_vectors = staticmethod(randomise_vectors)
         zero_outgoing = staticmethod(zero_outgoing)
+        kill_channels = staticmethod(kill_channels)
+        sample_inputs = staticmethod(sample_inputs)
 
     return Tools
 

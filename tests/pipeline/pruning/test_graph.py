@@ -61,36 +61,62 @@ def test_depthwise_is_pruned_with_its_input() -> None:
 
 def test_input_channels_are_fixed() -> None:
     graph = analyse(models.create_model("ds_student", (8, 8, 3), 4))
-    input_group = graph.groups[graph.input_groups["stem_conv"][0]]
+    input_group = graph.groups_read_by("stem_conv")[0]
     assert not input_group.prunable
     assert input_group.reason == "carries the model's input channels"
+
+
+class _Opaque(keras.layers.Layer):
+    """A layer type the pruner has never heard of."""
+
+    def call(self, inputs: Any) -> Any:
+        return inputs * 2.0
 
 
 def test_unsupported_layer_is_refused_by_name_and_type() -> None:
     inputs = keras.Input((8, 8, 2))
     x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
+    x = _Opaque(name="opaque")(x)
+    outputs = keras.layers.Dense(3, name="logits")(keras.layers.Flatten()(x))
+    with pytest.raises(PruningError, match=r"'opaque' \(_Opaque\): no channel rule"):
+        analyse(keras.Model(inputs, outputs))
+
+
+def test_a_reshape_that_moves_channels_keeps_them_whole() -> None:
+    inputs = keras.Input((8, 8, 2))
+    x = keras.layers.Conv2D(4, 3, name="conv")(inputs)
     x = keras.layers.Reshape((6, 24), name="odd_reshape")(x)
     outputs = keras.layers.Dense(3, name="logits")(keras.layers.Flatten()(x))
-    with pytest.raises(PruningError, match=r"'odd_reshape' \(Reshape\): no channel rule"):
-        analyse(keras.Model(inputs, outputs))
+    graph = analyse(keras.Model(inputs, outputs))
+    assert not graph.group_of_producer("conv").prunable
+    assert graph.group_of_producer("conv").reason == (
+        "odd_reshape reshapes (6, 6, 4) to (6, 24), moving channels")
 
 
-def test_concatenate_is_refused() -> None:
+def test_concatenate_keeps_each_input_in_its_own_group() -> None:
     inputs = keras.Input((8, 8, 2))
     a = keras.layers.Conv2D(4, 1, name="a")(inputs)
-    b = keras.layers.Conv2D(4, 1, name="b")(inputs)
+    b = keras.layers.Conv2D(3, 1, name="b")(inputs)
     x = keras.layers.Concatenate(name="join")([a, b])
-    outputs = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x))
-    with pytest.raises(PruningError, match=r"'join' \(Concatenate\)"):
-        analyse(keras.Model(inputs, outputs))
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    outputs = keras.layers.Dense(3, name="logits")(keras.layers.GlobalAveragePooling2D()(x))
+    graph = analyse(keras.Model(inputs, outputs))
+    group_a, group_b = graph.group_of_producer("a"), graph.group_of_producer("b")
+    assert group_a.index != group_b.index and group_a.prunable and group_b.prunable
+    assert "bn" in group_a.members and "bn" in group_b.members
+    assert [c.layer for c in group_a.consumers] == ["logits"]
+    layout = graph.layer_inputs["logits"][0]
+    assert layout.offsets(group_a.index) == [0] and layout.offsets(group_b.index) == [4]
 
 
-def test_depth_multiplier_is_refused() -> None:
+def test_depth_multiplier_keeps_its_channels_whole() -> None:
     inputs = keras.Input((8, 8, 2))
-    x = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw")(inputs)
+    x = keras.layers.Conv2D(4, 1, name="conv")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw")(x)
     outputs = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x))
-    with pytest.raises(PruningError, match=r"'dw' \(DepthwiseConv2D\): depth_multiplier=2"):
-        analyse(keras.Model(inputs, outputs))
+    graph = analyse(keras.Model(inputs, outputs))
+    assert graph.group_of_producer("conv").reason == (
+        "dw has depth_multiplier=2, 2 outputs per channel")
 
 
 def test_shared_layer_is_refused() -> None:
@@ -111,11 +137,15 @@ def test_softmax_group_stays_whole() -> None:
     assert graph.group_of_producer("hidden").reason == "mix applies softmax across channels"
 
 
-def test_conv_subclass_with_another_kernel_layout_is_refused() -> None:
-    """Conv2DTranspose subclasses Conv2D but stores its kernel as (h, w, out, in)."""
+class _MyConv(keras.layers.Conv2D):
+    """A user's Conv2D subclass: it may lay its weights out differently."""
+
+
+def test_conv_subclass_is_refused_until_it_has_a_rule() -> None:
+    """Lookup is by exact type: Conv2DTranspose subclasses Conv2D with its kernel as
+    (h, w, out, in), so a subclass never inherits its parent's rule."""
     inputs = keras.Input((8, 8, 2))
-    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
-    x = keras.layers.Conv2DTranspose(3, 3, name="up")(x)
+    x = _MyConv(4, 3, padding="same", name="mine")(inputs)
     outputs = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x))
-    with pytest.raises(PruningError, match=r"'up' \(Conv2DTranspose\): no channel rule"):
+    with pytest.raises(PruningError, match=r"'mine' \(_MyConv\): no channel rule"):
         analyse(keras.Model(inputs, outputs))
