@@ -25,6 +25,7 @@ from pipeline.config import PruneConfig, StudentConfig
 from pipeline.data import Dataset
 from pipeline.pruning import magnitude
 from pipeline.pruning.channel import prune_channels
+from pipeline.pruning.graph import leaf_layers
 from pipeline.pruning.layer_rules import find_rule
 from pipeline.pruning.prunability import check_prunable
 from pipeline.pruning.recalibration import recalibrate_batch_norm
@@ -239,9 +240,10 @@ METHODS: dict[str, Callable[[StageInputs], MethodOutcome]] = {
 
 
 def layer_widths(model: Any) -> dict[str, int]:
-    """Output width of each layer with a kernel (convs, Dense, depthwise), per the layer
-    table; layers it does not know are left out (magnitude modes take any model)."""
-    return {layer.name: int(layer.output.shape[-1]) for layer in model.layers
+    """Output width of each layer with a kernel (convs, Dense, depthwise; a nested model's
+    as 'outer/inner'), per the layer table; layers it does not know are left out
+    (magnitude modes take any model)."""
+    return {name: int(layer.output.shape[-1]) for name, layer in leaf_layers(model).items()
             if (rule := find_rule(layer)) is not None and rule.kernel is not None}
 
 

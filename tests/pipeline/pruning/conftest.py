@@ -94,6 +94,14 @@ def kill_channels(model: Any, graph: DependencyGraph, fraction: float = 0.3,
     return keep
 
 
+def kill_all_but(model: Any, graph: DependencyGraph, keep: dict[int, np.ndarray]) -> None:
+    """Make dead (zero_outgoing) every channel of each group in `keep` that it does not keep."""
+    for group_index, kept in keep.items():
+        dead = np.setdiff1d(np.arange(graph.groups[group_index].channels), kept)
+        if len(dead):
+            zero_outgoing(model, graph, group_index, dead.tolist())
+
+
 def sample_inputs(model: Any, count: int = 2, seed: int = 0) -> np.ndarray:
     shape = model.input_shape[1:]
     return np.random.default_rng(seed).normal(size=(count, *shape)).astype(np.float32)
@@ -108,6 +116,7 @@ def weight_tools() -> Any:
         randomise_vectors = staticmethod(randomise_vectors)
         zero_outgoing = staticmethod(zero_outgoing)
         kill_channels = staticmethod(kill_channels)
+        kill_all_but = staticmethod(kill_all_but)
         sample_inputs = staticmethod(sample_inputs)
 
     return Tools

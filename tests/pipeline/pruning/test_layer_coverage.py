@@ -48,6 +48,7 @@ def mixed_model() -> Any:
     x = L.UpSampling2D(name="upsample")(x)
     x = L.ZeroPadding2D(((1, 0), (0, 1)), name="pad")(x)
     x = L.Cropping2D(((0, 1), (1, 0)), name="crop")(x)
+    x = L.Rescaling([0.5 + 0.1 * c for c in range(10)], offset=0.25, name="channel_scale")(x)
     x = L.Normalization(axis=-1, mean=list(range(10)), variance=[2.0] * 10, name="norm")(x)
     x = L.Conv2D(12, 3, strides=4, groups=2, name="grouped_2")(x)
     x = L.DepthwiseConv2D(3, padding="same", name="depthwise")(x)
@@ -89,6 +90,10 @@ def test_mixed_model_prunes_dead_channels_exactly(weight_tools: Any) -> None:
                         ("up_conv",), ("grouped_2",), ("branch_dense",), ("flat_dense",)}
     assert len(keep) == len(prunable)
     assert pruned.count_params() < 0.8 * model.count_params()
+    kept = len(keep[graph.group_of_producer("up_conv").index])
+    assert len(pruned.get_layer("channel_scale").scale) == kept  # per-channel constants
+    assert np.shape(pruned.get_layer("norm").mean) == (1, 1, 1, kept)
+    assert pruned.get_layer("rescale").offset == -0.1  # the input's: a scalar, untouched
 
 
 def test_concat_segments_squeeze_excitation_and_grouped_runs() -> None:
@@ -181,6 +186,18 @@ def test_depthwise_written_as_grouped_conv_carries_channels(weight_tools: Any) -
     assert "depthwise" in graph.group_of_producer("conv").members
     kept = len(keep[graph.group_of_producer("conv").index])
     assert pruned.get_layer("depthwise").groups == pruned.get_layer("depthwise").filters == kept
+
+
+def test_check_prune_source_refuses_only_for_channel_pruning() -> None:
+    from pipeline.config import PruneConfig
+    from pipeline.stages.prune import check_prune_source
+
+    inputs = keras.Input((8, 8, 2))
+    x = L.Lambda(lambda t: t * 2.0, name="python_code")(L.Conv2D(4, 3)(inputs))
+    model = keras.Model(inputs, L.Dense(2)(L.Flatten()(x)))
+    check_prune_source(PruneConfig(method="magnitude"), model)
+    with pytest.raises(PruningError, match=r"'python_code' \(Lambda\): no channel rule"):
+        check_prune_source(PruneConfig(method="channel"), model)
 
 
 def test_nested_models_are_pruned_through(weight_tools: Any) -> None:
