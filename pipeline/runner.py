@@ -56,6 +56,20 @@ def check_model_names(config: PipelineConfig) -> None:
                               "of your own")
 
 
+def check_prune_source_model(config: PipelineConfig, dataset: Dataset,
+                             stages: Sequence[Stage]) -> None:
+    """The model the prune stage will cut, checked on its untrained architecture: a layer
+    the pruner cannot take is refused by name before hours of training, not after."""
+    if flow.FINAL_MODEL_STAGE not in {stage.name for stage in stages}:
+        return
+    from pipeline.stages.prune import check_prune_source  # deferred: TensorFlow
+    from pipeline.stages.train import build_for
+
+    source = config.section(config.prune.source)
+    if config.prune.method == "channel":
+        check_prune_source(config.prune, build_for(source, dataset))
+
+
 def check_model_files(config: PipelineConfig, dataset: Dataset) -> None:
     """Each model file reads, holds nothing unsafe and declares the dataset's input size:
     refused before hours of teacher training, not after."""
@@ -111,6 +125,11 @@ class Runner:
         upstream = {"data": dataset.fingerprint} | {name: keys[name] for name in stage.upstream}
         return cache_key(stage.name, stage.version, sections, upstream)
 
+    def stages_until(self, until: str | None) -> list[Stage]:
+        names = [stage.name for stage in self.stages]
+        last = names.index(until) if until is not None else len(names) - 1
+        return self.stages[:last + 1]
+
     def run(self, until: str | None = None, dataset: Dataset | None = None) -> RunResult:
         """Every stage up to `until`; `dataset`: this config's data, already loaded (a study
         loads it once for all of its points)."""
@@ -125,6 +144,7 @@ class Runner:
             f"validation / {len(dataset.y_test)} test, input {dataset.input_shape}"
         )
         check_model_files(self.config, dataset)
+        check_prune_source_model(self.config, dataset, self.stages_until(until))
         keys: dict[str, str] = {}
         outcomes: dict[str, StageOutcome] = {}
         forced = False

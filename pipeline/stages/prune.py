@@ -23,6 +23,7 @@ from devices.errors import PruningError
 from models.complexity import count_macs, count_params
 from pipeline.config import PruneConfig, StudentConfig
 from pipeline.data import Dataset
+from pipeline.model_files import model_label
 from pipeline.pruning import magnitude
 from pipeline.pruning.channel import prune_channels
 from pipeline.pruning.graph import leaf_layers
@@ -340,7 +341,7 @@ def run_stage(context: StageContext) -> dict[str, Any]:
     )
     record = result.to_dict()
     record["source"] = section.source
-    record["model"] = context.config.section(section.source).model
+    record["model"] = model_label(context.config.section(section.source).model)  # no folders
     return record
 
 

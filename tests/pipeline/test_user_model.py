@@ -391,6 +391,7 @@ def test_a_file_teacher_is_compressed_directly_without_a_student(
     pruned = run.record("pruned")
     assert pruned["source"] == "teacher" and pruned["macs_after"] < pruned["macs_before"]
     assert pruned["params_before"] == run.record("teacher")["params"]
+    assert pruned["model"] == "file:…/unit_pixels.keras"  # the file's name, not its folders
     assert run.record("validate")["artifacts"]
     # ... and shipped: the bundle's metrics have a teacher and a pruned model, no student
     outcome = deploy(config, "host", build_dir=tmp_path / "build", dist_dir=tmp_path / "dist",
@@ -562,3 +563,22 @@ def test_input_conventions_are_one_formula_with_other_constants() -> None:
                                         r"channel"):
         load_dataset(DataConfig(name="digits", normalisation="mean_std", mean=(1.0, 2.0, 3.0),
                                 std=(1.0,)))
+
+
+def test_a_student_the_pruner_cannot_take_is_refused_before_any_training(
+        tmp_path: Path) -> None:
+    """A LocallyConnected2D has no channel rule: the run stops, naming it, before the
+    teacher's training, not after the teacher and the student have trained."""
+    from devices.errors import PruningError
+    from devices.tf_env import keras
+    from pipeline.runner import Runner
+
+    inputs = keras.Input((28, 28, 1))
+    hidden = keras.layers.LocallyConnected2D(4, 3, name="unshared")(inputs)
+    outputs = keras.layers.Dense(10)(keras.layers.Flatten()(hidden))
+    path = tmp_path / "locally_connected.keras"
+    keras.Model(inputs, outputs).save(path)
+    config = load_config(overrides=[*TINY, f"student.model=file:{path}", "student.init=scratch"])
+    with pytest.raises(PruningError, match=r"'unshared' \(LocallyConnected2D\)"):
+        Runner(config, tmp_path / "build", echo=lambda _: None).run()
+    assert not (tmp_path / "build" / "cache" / "teacher").exists()
