@@ -127,6 +127,74 @@ class StudentConfig(TrainingSection):
     baseline: bool = False
 
 
+# What each adapter's cost measurer (pipeline/hardware_cost/measurers.py) can hold a budget
+# to: the emulated Cortex-M4 counts instructions (its latency_ms is their estimate at the
+# profile's clock and CPI), the host times LiteRT
+BUDGET_QUANTITIES: dict[str, tuple[str, ...]] = {
+    "mcu-qemu": ("instructions", "latency_ms"),
+    "host": ("latency_ms",),
+}
+BUDGET_EXAMPLE = 'prune.budget = { target = "mcu", instructions = 300000 }'
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    """`prune.budget`: prune to what the target measures, not to a ratio (README, "Pruning to
+    a budget"). Exactly one quantity; the search removes channels where they cost the most
+    per point of validation top-1 (pipeline/pruning/budget_search.py)."""
+
+    target: str | None = None  # a target profile (devices/targets/), e.g. "mcu" or "host"
+    instructions: int | None = bounded(None, 1)
+    latency_ms: float | None = bounded(None, 1e-6)
+    # greedy steps from the unpruned cost to the budget, each cutting an equal share of the
+    # way (NetAdapt's resource reduction schedule); each step judges one candidate per layer
+    steps: int = bounded(6, 1, 100)
+    # training images each candidate is fine-tuned on (one pass) before validation judges it;
+    # 0: BatchNorm re-calibration only
+    candidate_samples: int = bounded(1024, 0, 10_000_000)
+
+    def __post_init__(self) -> None:
+        if self.target is None:
+            raise ConfigError(f"prune.budget names no target (hint: {BUDGET_EXAMPLE})")
+        quantities = [key for key in ("instructions", "latency_ms") if getattr(self, key)]
+        if len(quantities) != 1:
+            raise ConfigError(
+                f"prune.budget needs exactly one of instructions and latency_ms, got "
+                f"{' and '.join(quantities) or 'neither'} (hint: {BUDGET_EXAMPLE}, or "
+                f'{{ target = "host", latency_ms = 4.0 }})')
+        adapter = budget_adapter(self.target)
+        allowed = BUDGET_QUANTITIES.get(adapter)
+        if allowed is None:
+            able = ", ".join(sorted(BUDGET_QUANTITIES))
+            raise ConfigError(
+                f"prune.budget.target = {self.target!r} runs on adapter {adapter!r}, whose cost "
+                f"per layer is not measured yet (adapters that measure it: {able}) (hint: "
+                'target = "mcu" or "host")')
+        if quantities[0] not in allowed:
+            raise ConfigError(
+                f"prune.budget.{quantities[0]}: target {self.target!r} measures "
+                f"{' and '.join(allowed)}, not {quantities[0]} (hint: prune.budget = "
+                f'{{ target = "{self.target}", {allowed[0]} = … }})')
+
+    @property
+    def quantity(self) -> str:
+        return "instructions" if self.instructions else "latency_ms"
+
+    @property
+    def limit(self) -> float:
+        return float(self.instructions or self.latency_ms or 0.0)
+
+
+def budget_adapter(target: str) -> str:
+    """The adapter a target profile names (ConfigError naming the known targets)."""
+    from devices.profiles import load_profile  # deferred: only a budget reads a profile
+
+    try:
+        return load_profile(target).adapter
+    except ConfigError as exc:
+        raise ConfigError(f"prune.budget.target: {exc}") from exc
+
+
 @dataclass(frozen=True)
 class PruneConfig:
     method: str = choice("channel", "channel", "magnitude", "m_by_n", "none")
@@ -145,6 +213,21 @@ class PruneConfig:
     iterations: int = bounded(1, 1, 100)
     slimming_penalty: float = bounded(0.0, 0.0, 1.0)
     sample_size: int = bounded(512, 16, 100_000)  # training samples for apoz
+    # prune to a measured cost on a target instead of by ratio (BudgetConfig); replaces
+    # prune.ratio and prune.scope
+    budget: BudgetConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.budget is None:
+            return
+        conflicts = {"method": (self.method, "channel"), "iterations": (self.iterations, 1),
+                     "round_to": (self.round_to, 1)}
+        for key, (value, needed) in conflicts.items():
+            if value != needed:
+                raise ConfigError(
+                    f"prune.budget chooses every layer's channel count by its measured cost, "
+                    f"and prune.{key} = {value!r} (hint: set prune.{key} = {needed!r}, or drop "
+                    "prune.budget)")
 
 
 @dataclass(frozen=True)
@@ -299,15 +382,20 @@ def with_values(config: PipelineConfig, values: dict[str, Any]) -> PipelineConfi
 
 def hashed_section(section: Any) -> dict[str, Any]:
     """What cache keys and fingerprints hash: the section without its unset (None) keys, so
-    adding an optional key leaves every cached entry and fingerprint valid."""
-    return {key: value for key, value in section_to_dict(section).items() if value is not None}
+    adding an optional key leaves every cached entry and fingerprint valid (a section inside
+    the section likewise)."""
+    return {key: hashed_section(value) if dataclasses.is_dataclass(value) else value
+            for key, value in _fields(section) if value is not None}
 
 
 def section_to_dict(section: Any) -> dict[str, Any]:
-    return {
-        f.name: list(v) if isinstance(v := getattr(section, f.name), tuple) else v
-        for f in dataclasses.fields(section)
-    }
+    return {key: section_to_dict(value) if dataclasses.is_dataclass(value) else value
+            for key, value in _fields(section)}
+
+
+def _fields(section: Any) -> list[tuple[str, Any]]:
+    return [(f.name, list(v) if isinstance(v := getattr(section, f.name), tuple) else v)
+            for f in dataclasses.fields(section)]
 
 
 def load_config(
@@ -323,8 +411,20 @@ def load_config(
         if section_name == "target":
             target_overrides.append((field_name, value))
             continue
-        raw.setdefault(section_name, {})[field_name] = parse_value(value)
+        _set_nested(raw.setdefault(section_name, {}), field_name, parse_value(value))
     return build_config(raw, tuple(target_overrides), target_settings)
+
+
+def _set_nested(section: dict[str, Any], field_name: str, value: Any) -> None:
+    """`prune.budget.target=mcu` sets one key of the inline table `prune.budget`."""
+    *tables, key = field_name.split(".")
+    for table in tables:
+        inner = section.get(table)
+        section = section.setdefault(table, {}) if inner is None else inner
+        if not isinstance(section, dict):
+            raise ConfigError(f"cannot set {field_name}: {table} is not a table (hint: "
+                              f"--set {field_name.split('.')[0]}.{table}={{ … }})")
+    section[key] = value
 
 
 def build_config(

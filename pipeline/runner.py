@@ -107,6 +107,7 @@ class Runner:
         stages: Sequence[Stage] | None = None,
     ) -> None:
         self.config = config
+        self.build_dir = Path(build_dir)
         self.cache = StageCache(Path(build_dir) / "cache")
         # In a cluster only the chief writes the shared cache; other workers read it (they
         # must hit and miss in lockstep with the chief) and write a private copy.
@@ -122,6 +123,9 @@ class Runner:
     def stage_key(self, stage: Stage, dataset: Dataset, keys: dict[str, str]) -> str:
         sections = {name: keyed_section(name, hashed_section(self.config.section(name)))
                     for name in stage.sections}
+        extras = stage.key_extras(self.config)
+        if extras:  # none: the key stays what it was before stages had extras
+            sections["+extras"] = extras
         upstream = {"data": dataset.fingerprint} | {name: keys[name] for name in stage.upstream}
         return cache_key(stage.name, stage.version, sections, upstream)
 
@@ -185,7 +189,8 @@ class Runner:
         self.echo(f"{stage.name:<10} running…")
         upstream = {name: outcomes[name].entry for name in stage.upstream}
         with self.write_cache.writer(stage.name, key) as scratch:
-            context = StageContext(self.config, dataset, scratch, upstream)
+            context = StageContext(self.config, dataset, scratch, upstream, self.build_dir,
+                                   self.echo)
             with self.strategy.scope() if stage.trains else contextlib.nullcontext():
                 record = stage.run(context)
             self.write_cache.seal(scratch, stage.name, key, record)

@@ -23,6 +23,12 @@ class StageContext:
     dataset: Dataset
     out_dir: Path  # the stage writes its files here; it becomes the cache entry
     upstream: dict[str, CacheEntry]
+    build_dir: Path = Path("build")  # the run's build folder (measurement caches beside the cache)
+    echo: Callable[[str], None] = print  # progress lines of a long stage
+
+
+def no_key_extras(config: PipelineConfig) -> dict[str, Any]:
+    return {}
 
 
 def no_warnings(record: dict[str, Any]) -> tuple[str, ...]:
@@ -41,6 +47,9 @@ class Stage:
     # what the runner prints after the stage's line, cache hit or not (e.g. a file teacher
     # scoring near chance)
     warnings: Callable[[dict[str, Any]], tuple[str, ...]] = no_warnings
+    # what else the result depends on, outside the config's sections (e.g. the settings of
+    # the target a prune budget is measured on); empty: the key is the sections' alone
+    key_extras: Callable[[PipelineConfig], dict[str, Any]] = no_key_extras
 
 
 # True while a run whose config trusts a model file's code (trust_model_code) loads its own

@@ -113,7 +113,7 @@ SCOPES: dict[str, Callable[[Scores, SelectionRule], dict[int, int]]] = {
 }
 
 
-def _top_per_block(scores: np.ndarray, count: int, blocks: int) -> np.ndarray:
+def top_per_block(scores: np.ndarray, count: int, blocks: int) -> np.ndarray:
     """The best `count` channels, as the same number from each of `blocks` equal runs
     (a grouped convolution's groups), rounded up to a multiple of `blocks`."""
     if blocks == 1:
@@ -135,6 +135,6 @@ def select_channels(scores: Scores, rule: SelectionRule,
     counts = _threshold(scores, rule) if rule.threshold is not None \
         else SCOPES[rule.scope](scores, rule)
     blocks = blocks or {}
-    return {index: _top_per_block(np.asarray(scores[index], dtype=np.float64), counts[index],
+    return {index: top_per_block(np.asarray(scores[index], dtype=np.float64), counts[index],
                                   blocks.get(index, 1))
             for index in scores}

@@ -19,18 +19,25 @@ from typing import Any
 
 import numpy as np
 
-from devices.errors import PruningError
+from devices.errors import ConfigError, PruningError
 from models.complexity import count_macs, count_params
-from pipeline.config import PruneConfig, StudentConfig
+from pipeline.config import PipelineConfig, PruneConfig, StudentConfig
 from pipeline.data import Dataset
+from pipeline.hardware_cost.cost_model import CostModel
+from pipeline.hardware_cost.int8_graph import int8_graph
+from pipeline.hardware_cost.layer_costs import layer_cost_rows, layer_cost_table
+from pipeline.hardware_cost.measurers import load_measurer
+from pipeline.hardware_cost.table import TABLE_FOLDER, CostTable
 from pipeline.model_files import model_label
 from pipeline.pruning import magnitude
+from pipeline.pruning.budget_search import BudgetSearch, SearchOutcome, SearchSettings
 from pipeline.pruning.channel import prune_channels
 from pipeline.pruning.graph import leaf_layers
 from pipeline.pruning.layer_rules import find_rule
 from pipeline.pruning.prunability import check_prunable
 from pipeline.pruning.recalibration import recalibrate_batch_norm
 from pipeline.pruning.retraining import RetrainSettings, retrain
+from pipeline.pruning.selection import SelectionRule
 from pipeline.pruning.slimming import add_slimming_penalty
 from pipeline.stage import MODEL_FILE, Stage, StageContext, load_model, uncompiled_copy
 from pipeline.training import top1
@@ -62,6 +69,10 @@ class PruneResult:
     plan: dict[str, Any] | None = None
     history: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    # prune.budget: the search, the measured result and each layer's cost (README, "Pruning
+    # to a measured budget"); layer_costs: layer -> its cost before and after
+    budget: dict[str, Any] | None = None
+    layer_costs: dict[str, dict[str, float]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         record = asdict(self)
@@ -87,6 +98,8 @@ class StageInputs:
     data: Dataset
     training: StudentConfig
     seed: int
+    cost_model: CostModel | None = None  # prune.budget: the target's costs
+    echo: Callable[[str], None] = print
 
 
 @dataclass(frozen=True)
@@ -101,6 +114,8 @@ class MethodOutcome:
     sparsity: float | None = None
     sparsity_before_finetune: float | None = None
     note: str = ""
+    budget: dict[str, Any] | None = None
+    layer_costs: dict[str, dict[str, float]] | None = None
 
 
 def _test_top1(model: Any, data: Dataset) -> float:
@@ -154,6 +169,8 @@ def _intermediate_strategy(strategy: str) -> str:
 
 def _channel(inputs: StageInputs) -> MethodOutcome:
     config = inputs.config
+    if config.budget is not None:
+        return _budgeted(inputs)
     model, notes, slimming = inputs.student, [], None
     if config.criterion == "bn_scale" and config.slimming_penalty > 0:
         model, slimming = _slimming(inputs, model)
@@ -194,6 +211,92 @@ def _channel(inputs: StageInputs) -> MethodOutcome:
         rounds=tuple(rounds), plan=plan_record,
         note="; ".join(notes),
     )
+
+
+BUDGET_NOTE = ("prune.budget: channel counts searched per layer on the target's measured "
+               "cost; prune.ratio and prune.scope are not used")
+
+
+def _search_settings(inputs: StageInputs, limit: float, aim: float) -> SearchSettings:
+    config = inputs.config
+    assert config.budget is not None  # _budgeted's caller checked
+    rule = SelectionRule(ratio=None, threshold=config.threshold or None,
+                         activation_threshold=config.activation_threshold or None,
+                         layers=config.layers, min_channels=config.min_channels)
+    return SearchSettings(
+        limit=limit, aim=aim, steps=config.budget.steps, criterion=config.criterion, rule=rule,
+        candidate_samples=config.budget.candidate_samples,
+        strategy=_intermediate_strategy(config.finetune), training=inputs.training,
+        learning_rate=config.learning_rate, seed=inputs.seed)
+
+
+def _budgeted(inputs: StageInputs) -> MethodOutcome:
+    """prune.budget: the search, the usual fine-tune, then the result measured on the target."""
+    config, cost_model, data = inputs.config, inputs.cost_model, inputs.data
+    if cost_model is None or config.budget is None:
+        raise PruningError("prune.budget needs the target's cost model (hint: run the prune "
+                           "stage through the runner, `python -m pipeline deploy`)")
+    if len(data.y_val) == 0:
+        raise ConfigError("prune.budget judges each candidate on the validation split, and "
+                          "data.validation_split is 0 (hint: data.validation_split = 0.1)")
+    started = time.perf_counter()
+    measurer = cost_model.measurer
+    limit = measurer.native_limit(config.budget)
+    base = int8_graph(inputs.student, data.x_train)
+    settings = _search_settings(inputs, limit, limit - measurer.margin(len(base.signatures)))
+    search = BudgetSearch(settings, cost_model, data, inputs.teacher, _sample_inputs(inputs),
+                          lambda model: int8_graph(model, data.x_train), inputs.echo)
+    outcome = search.run(inputs.student, base)
+    top1_searched = _test_top1(outcome.model, data)
+    model, history = retrain(config.finetune, outcome.model, inputs.teacher, data,
+                             _settings(inputs, config.finetune_epochs))
+    final = int8_graph(model, data.x_train)
+    predicted = cost_model.predict(final.signatures, final.io)
+    measured = measurer.measure_model(final.content, data.x_test)
+    unpruned = measurer.measure_model(base.content, data.x_test)
+    rows = layer_cost_rows(
+        outcome.shape_model.group_of_op(), outcome.groups, outcome.channels_before,
+        outcome.counts, unpruned.per_op or outcome.unpruned_cost.per_op,
+        measured.per_op or predicted.per_op, final.signatures,
+        (outcome.unpruned_cost.invoke, predicted.invoke))
+    record = {
+        "target": config.budget.target, "quantity": config.budget.quantity,
+        "limit": config.budget.limit, "unit": measurer.unit, "limit_in_unit": limit,
+        "aim": settings.aim,
+        "unpruned": {"predicted": outcome.unpruned_cost.total, "measured": unpruned.value,
+                     "spread": unpruned.spread},
+        "searched": {"predicted": outcome.cost.total, "top1_val": outcome.top1_val},
+        "predicted": predicted.total, "measured": measured.value, "spread": measured.spread,
+        "met": measured.value <= limit, "of_limit": measured.value / limit,
+        "prediction_error": predicted.total / measured.value - 1.0 if measured.value else None,
+        "per_op_measured": measured.per_op is not None,
+        "steps": list(outcome.steps), "layers": rows, "table": cost_model.table.stats(),
+        "values_used": cost_model.used, "search_seconds": round(time.perf_counter() - started, 1),
+    }
+    inputs.echo(f"  budget: {measurer.describe(measured.value)} measured on "
+                f"{config.budget.target} ({100 * measured.value / limit:.1f}% of the limit "
+                f"{measurer.describe(limit)}; predicted {measurer.describe(predicted.total)})")
+    for line in layer_cost_table(rows, measurer.unit):
+        inputs.echo(line)
+    notes = [BUDGET_NOTE]
+    if not record["met"]:
+        notes.append(f"the fine-tuned model measures {measurer.describe(measured.value)}, over "
+                     f"the budget's {measurer.describe(limit)}")
+    return MethodOutcome(
+        model=model, top1_before_finetune=top1_searched,
+        finetune=config.finetune if config.finetune_epochs > 0 else None, history=history,
+        plan=_budget_plan(config, outcome), note="; ".join(notes), budget=record,
+        layer_costs={row["layer"]: {"before": row["cost_before"], "after": row["cost_after"]}
+                     for row in rows},
+    )
+
+
+def _budget_plan(config: PruneConfig, outcome: SearchOutcome) -> dict[str, Any]:
+    return {"criterion": config.criterion, "budget": True, "min_channels": config.min_channels,
+            "layers": config.layers,
+            "groups": [{"index": group, "producers": outcome.groups[group].split(", "),
+                        "channels_before": outcome.channels_before[group],
+                        "channels_after": outcome.counts[group]} for group in outcome.counts]}
 
 
 def _sparse(inputs: StageInputs) -> MethodOutcome:
@@ -273,7 +376,8 @@ def _file_sizes(model: Any, path: Path) -> tuple[int, int]:
 
 def run_prune(
     config: PruneConfig, *, student: Any, teacher: Any, data: Dataset, out_dir: Path,
-    training: StudentConfig | None = None, seed: int = 0,
+    training: StudentConfig | None = None, seed: int = 0, cost_model: CostModel | None = None,
+    echo: Callable[[str], None] = print,
 ) -> PruneResult:
     """Prune `student` per `config`, retrain, save out_dir/model.keras, return the record.
 
@@ -287,7 +391,8 @@ def run_prune(
         )
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    inputs = StageInputs(config, student, teacher, data, training or StudentConfig(), seed)
+    inputs = StageInputs(config, student, teacher, data, training or StudentConfig(), seed,
+                         cost_model, echo)
     top1_before = _test_top1(student, data)
     outcome = METHODS[config.method](inputs)
     before_path = out_dir / ".unpruned-size-probe.keras"
@@ -315,6 +420,7 @@ def run_prune(
         finetune_epochs=config.finetune_epochs if outcome.finetune else 0,
         sparsity=outcome.sparsity, sparsity_before_finetune=outcome.sparsity_before_finetune,
         rounds=outcome.rounds, plan=outcome.plan, history=outcome.history, note=outcome.note,
+        budget=outcome.budget, layer_costs=outcome.layer_costs,
     )
 
 
@@ -324,7 +430,30 @@ def headline(record: dict[str, Any]) -> str:
             f"macs={record['macs_after']:,} ({record['mac_ratio']:.2f}x)")
     if record.get("sparsity") is not None:
         text += f" sparsity={record['sparsity']:.2f} gzip={record['gzip_bytes_after']:,}B"
+    budget = record.get("budget")
+    if budget:
+        text += (f" {budget['target']}={budget['measured']:,.6g} {budget['unit']} "
+                 f"({100 * budget['of_limit']:.1f}% of the budget"
+                 f"{'' if budget['met'] else ', OVER'})")
     return text
+
+
+def cost_model_for(config: PipelineConfig, build_dir: Path,
+                   echo: Callable[[str], None] = print) -> CostModel | None:
+    """prune.budget's cost model: its target's measurer and table (None without a budget)."""
+    if config.prune.budget is None or config.prune.method != "channel":
+        return None
+    measurer = load_measurer(config.prune.budget, config)
+    return CostModel(measurer, CostTable(Path(build_dir) / TABLE_FOLDER, measurer.settings()),
+                     echo)
+
+
+def budget_key(config: PipelineConfig) -> dict[str, Any]:
+    """The prune stage's key beyond its sections: the budget target's settings (a kernel
+    or compiler change, another CPU, is another result)."""
+    if config.prune.budget is None:
+        return {}
+    return {"budget_target": load_measurer(config.prune.budget, config).settings()}
 
 
 def run_stage(context: StageContext) -> dict[str, Any]:
@@ -338,6 +467,8 @@ def run_stage(context: StageContext) -> dict[str, Any]:
         section, student=source, teacher=teacher, data=context.dataset,
         out_dir=context.out_dir, training=context.config.student,
         seed=context.config.student.training_seed(context.config.data),
+        cost_model=cost_model_for(context.config, context.build_dir, context.echo),
+        echo=context.echo,
     )
     record = result.to_dict()
     record["source"] = section.source
@@ -348,4 +479,5 @@ def run_stage(context: StageContext) -> dict[str, Any]:
 STAGE = Stage(
     name="pruned", version=4, sections=("prune", "student", "distribute"),
     upstream=("student", "teacher"), run=run_stage, headline=headline, trains=True,
+    key_extras=budget_key,
 )
