@@ -120,23 +120,26 @@ def _point_task(job: RemotePointJob, dataset: Any, *shipped: PackedEntry) -> Rem
 
 @dataclasses.dataclass
 class Traffic:
-    """What crossed between the head and the workers, for the study's last line."""
+    """What the cluster did beside the points' own work, for the study's last line."""
 
     sent: dict[EntryName, int] = dataclasses.field(default_factory=dict)  # put once each
     received: list[int] = dataclasses.field(default_factory=list)  # bytes of each entry
     task_seconds: list[float] = dataclasses.field(default_factory=list)
-    overhead_seconds: list[float] = dataclasses.field(default_factory=list)
+    moving_seconds: float = 0.0  # in the tasks: writing shipped entries, packing sealed ones
+    receiving_seconds: float = 0.0  # at the head
+    recording_seconds: list[float] = dataclasses.field(default_factory=list)  # head, per point
 
-    def line(self, wall_s: float) -> str:
+    def line(self, wall_s: float, nodes: int) -> str:
         if not self.task_seconds:
             return "cluster    every point came from the head's cache: no task ran"
-        overhead = statistics.median(self.overhead_seconds)
         entry = statistics.median(self.received) if self.received else 0
-        return (f"cluster    {len(self.task_seconds)} point tasks in {wall_s:.1f}s "
-                f"(their own run time {sum(self.task_seconds):.1f}s; Ray and the head "
-                f"{overhead:.2f}s per point, median); sent {_mb(sum(self.sent.values()))} in "
-                f"{len(self.sent)} entries, received {_mb(sum(self.received))} in "
-                f"{len(self.received)} entries ({entry / 1e3:.0f} kB median)")
+        return (f"cluster    {len(self.task_seconds)} point tasks on {nodes} node"
+                f"{'s' if nodes != 1 else ''} in {wall_s:.1f}s (their own run time "
+                f"{sum(self.task_seconds):.1f}s, {self.moving_seconds:.2f}s of it moving "
+                f"entries); sent {_mb(sum(self.sent.values()))} in {len(self.sent)} entries, "
+                f"received {_mb(sum(self.received))} in {len(self.received)} entries "
+                f"({entry / 1e3:.0f} kB median) in {self.receiving_seconds:.2f}s; the head "
+                f"{statistics.mean(self.recording_seconds):.2f}s per point on its record")
 
 
 def _mb(size: int) -> str:
@@ -160,19 +163,20 @@ class ClusterStudy:
         self._check_resources()
         dataset = ray.put(self.job.dataset)  # once; every node fetches it once
         schedule = Schedule(self.chains)
-        running: dict[Any, tuple[int, float]] = {}  # task -> (point, when sent)
+        running: dict[Any, int] = {}  # task -> its point
         while not schedule.done or running:
             for index, missing in schedule.startable(self._at_head):
                 if not missing and not self._worker_profiles_missing(index):
                     self._measure(index, "from the head's cache")  # resumed: nothing to send
                     schedule.finished(index)
                     continue
-                running[self._send(index, missing, dataset)] = (index, time.perf_counter())
+                running[self._send(index, missing, dataset)] = index
             if running:
                 index, result = self._next_result(running)
                 schedule.finished(index)
                 self._receive(index, result)
-        self.job.echo(self.traffic.line(time.perf_counter() - started))
+        nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+        self.job.echo(self.traffic.line(time.perf_counter() - started, nodes))
         return [self.points[index] for index in range(len(self.job.specs))]
 
     def _at_head(self, name: EntryName) -> bool:
@@ -212,13 +216,13 @@ class ClusterStudy:
             self.traffic.sent[name] = len(packed.data)
         return self.refs[name]
 
-    def _next_result(self, running: dict[Any, tuple[int, float]]) -> tuple[int, RemotePointResult]:
+    def _next_result(self, running: dict[Any, int]) -> tuple[int, RemotePointResult]:
         while True:
             ready, _ = ray.wait(list(running), num_returns=1, timeout=WAIT_S)
             if ready:
                 break
             self._check_resources()  # a node that alone could run them has gone
-        index, sent = running.pop(ready[0])
+        index = running.pop(ready[0])
         spec = self.job.specs[index]
         try:
             result = ray.get(ready[0])
@@ -231,14 +235,16 @@ class ClusterStudy:
                               f"{str(error).splitlines()[0]}) (hint: finished points are in "
                               "the head's cache; run the study again to resume)") from error
         self.traffic.task_seconds.append(result.seconds)
-        self.traffic.overhead_seconds.append(time.perf_counter() - sent - result.seconds)
+        self.traffic.moving_seconds += result.moving_seconds
         return index, result
 
     def _receive(self, index: int, result: RemotePointResult) -> None:
+        started = time.perf_counter()
         for packed in result.entries:
             receive_packed(self.head, packed, origin=result.node,
                            waiting=lambda lock: self._warn(f"waiting for {lock}"))
             self.traffic.received.append(len(packed.data))
+        self.traffic.receiving_seconds += time.perf_counter() - started
         for line in result.lines:
             if verbosity() == VERBOSE or line.lstrip().startswith("warning"):
                 self.job.echo(line)
@@ -250,6 +256,7 @@ class ClusterStudy:
         """The point's record from the head's cache, as a serial study makes it; the
         head's own targets are profiled here."""
         spec = self.job.specs[index]
+        started = time.perf_counter()
         if error is not None:
             point = failed_point(spec, error)
         else:
@@ -257,6 +264,7 @@ class ClusterStudy:
                                   build_dir=self.job.build_dir,
                                   points_dir=self.job.points_dir, echo=self._quiet,
                                   profiler=_profiled_on_workers(profile_errors or {}))
+        self.traffic.recording_seconds.append(time.perf_counter() - started)
         self.points[index] = point
         self.job.echo(finished_line(spec, point, self.clock, where))
 

@@ -45,7 +45,8 @@ class RemotePointResult:
     error: str | None = None  # the point's stages were refused (the point's, not the study's)
     profile_errors: dict[str, str] = field(default_factory=dict)  # target -> why not measured
     node: str = ""
-    seconds: float = 0.0
+    seconds: float = 0.0  # the task's own run time, of which:
+    moving_seconds: float = 0.0  # writing the shipped entries, packing the sealed ones
 
     @property
     def bytes(self) -> int:
@@ -74,13 +75,16 @@ def run_remote_point(job: RemotePointJob, dataset: Dataset,
         cache = StageCache(build / "cache")
         for packed in shipped:
             receive_packed(cache, packed, origin="the head")
+        moving = time.perf_counter() - started
         error, profile_errors = _run(job, dataset, build, lines.append)
+        packing = time.perf_counter()
         received = {packed.name for packed in shipped}
         entries = tuple(pack_entry(entry) for stage, key in cache.entries()
                         if (stage, key) not in received
                         and (entry := cache.lookup(stage, key)) is not None)
+        moving += time.perf_counter() - packing
     return RemotePointResult(entries, tuple(lines), error, profile_errors, socket.gethostname(),
-                             round(time.perf_counter() - started, 3))
+                             round(time.perf_counter() - started, 3), round(moving, 3))
 
 
 def _run(job: RemotePointJob, dataset: Dataset, build: Path, echo: Callable[[str], None]
