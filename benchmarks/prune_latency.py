@@ -25,11 +25,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -144,29 +142,11 @@ def measure(name: str, ratios: list[float], runs: int, mcu: bool) -> list[Row]:
 def mcu_instructions(contents: list[bytes], samples: np.ndarray, cpu: str = "cortex-m4",
                      machine: str = "mps2-an386") -> list[tuple[int, list[dict[str, Any]]]]:
     """Median instructions per inference of each int8 model on the emulated Cortex-M4, and
-    its per-layer rows."""
-    from devices.mcu.codegen import generate_sources
-    from devices.mcu.firmware_run import calibrate
-    from devices.mcu.layer_profile import layer_rows
-    from devices.mcu.protocol import parse_output
-    from devices.mcu.qemu_runner import run_firmware
-    from devices.mcu.report import instructions_from_ticks
-    from devices.mcu.toolchain import build_firmware
+    its per-layer rows (devices/mcu/instruction_counts.py, the library's one source)."""
+    from devices.mcu.instruction_counts import Core, model_instructions
 
-    counts = []
-    with tempfile.TemporaryDirectory() as temp:
-        folder = Path(temp)
-        per_tick = calibrate(machine, cpu, folder)
-        for index, content in enumerate(contents):
-            model_path = folder / f"variant{index}.tflite"
-            model_path.write_bytes(content)
-            generated = generate_sources(model_path, folder / f"model{index}", inputs=samples)
-            firmware = build_firmware(generated, folder / f"build{index}", cpu=cpu, simd=True)
-            output = parse_output(run_firmware(firmware.elf, machine, timeout_s=600))
-            ticks = instructions_from_ticks(output.ticks, output.overhead_ticks, per_tick)
-            counts.append((int(np.median(ticks)),
-                           layer_rows(model_path, output.layer_ticks, per_tick)))
-    return counts
+    return [(count.instructions, count.rows)
+            for count in model_instructions(contents, samples, Core(cpu, machine, simd=True))]
 
 
 def proportional_instructions(base: list[dict[str, Any]], variant: list[dict[str, Any]]

@@ -149,9 +149,9 @@ class BudgetConfig:
     # greedy steps from the unpruned cost to the budget, each cutting an equal share of the
     # way (NetAdapt's resource reduction schedule); each step judges one candidate per layer
     steps: int = bounded(6, 1, 100)
-    # training images each candidate is fine-tuned on (one pass) before validation judges it;
-    # 0: BatchNorm re-calibration only
-    candidate_samples: int = bounded(1024, 0, 10_000_000)
+    # training images each step's chosen model is fine-tuned on (one pass) before the next
+    # step; candidates are judged after BatchNorm re-calibration alone. 0: no fine-tune
+    step_samples: int = bounded(1024, 0, 10_000_000)
 
     def __post_init__(self) -> None:
         if self.target is None:
@@ -281,7 +281,8 @@ class DistributeConfig:
     strategy: str = choice("default", "default", "mirrored", "multi_worker")
 
 
-STUDY_ARMS = ("scratch", "distill", "prune", "prune+kd", "distill+prune")  # pipeline/study/arms.py
+STUDY_ARMS = ("scratch", "distill", "prune", "prune+kd", "distill+prune", "prune-hw",
+              "distill+prune-hw")  # pipeline/study/arms.py
 STUDY_EXECUTORS = ("serial", "ray")  # pipeline/study/executors.py
 # how a study runs its points, not what they compute: left out of the fingerprint, so a
 # bundle (and the cache entry holding it) is the same from one machine or a cluster

@@ -14,6 +14,7 @@ from pipeline.bundle import bundle_accuracy, bundle_locks, write_device_bundle
 from pipeline.config import PipelineConfig
 from pipeline.distribute import cluster_role
 from pipeline.fleet import copy_bundle, device_profiles, profile_fleet
+from pipeline.hardware_cost.budget_record import budget_summary
 from pipeline.profile import DeployOutcome, Echo, profile_bundle
 from pipeline.runner import Runner, RunResult
 from pipeline.stages.export import ExportResult
@@ -26,7 +27,7 @@ METRIC_KEYS = ("model", "top1", "params", "macs", "bytes", "wall_time_s", "epoch
 PRUNED_KEYS = METRIC_KEYS + ("top1_before_finetune", "top1_before_pruning", "method",
                              "params_before", "macs_before", "bytes_before",
                              "criterion", "finetune", "source", "mac_ratio", "layer_channels",
-                             "sparsity", "gzip_bytes_before", "gzip_bytes_after")
+                             "sparsity", "gzip_bytes_before", "gzip_bytes_after", "layer_costs")
 # metrics.qat (quantize.method = "qat"): the fine-tuning, and the int8 TFLite top-1 of QAT's
 # file and of post-training quantization of the same final model, on the same test split
 QAT_KEYS = ("model", "top1", "params", "macs", "float_top1", "int8_top1", "ptq_top1",
@@ -54,6 +55,8 @@ def manifest_metrics(run: RunResult, config: PipelineConfig) -> dict[str, Any]:
         pruned = run.record("pruned")
         metrics["pruned"] = pick(pruned, PRUNED_KEYS)
         metrics["pruned"].setdefault("source", config.prune.source)
+        if pruned.get("budget"):  # prune.budget: what it asked and what the target measured
+            metrics["pruned"]["budget"] = budget_summary(pruned["budget"])
         history = metrics["pruned"].get("history") or {}
         # The fine-tuning record nests Keras' per-epoch history beside its epoch count.
         metrics["pruned"]["history"] = history.get("history", history)

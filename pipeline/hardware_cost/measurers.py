@@ -90,9 +90,9 @@ def measurer_class(adapter: str) -> type[CostMeasurer]:
     return importlib.import_module(MEASURER_MODULES[adapter]).MEASURER
 
 
-def load_measurer(budget: BudgetConfig, config: PipelineConfig) -> CostMeasurer:
-    """The budget's target profile, with the config's own [targets.<name>] tables (not `--set
+def load_measurer(target: str, config: PipelineConfig) -> CostMeasurer:
+    """The target's profile, with the config's own [targets.<name>] tables (not `--set
     target.…`, which is the deploy's target's), and its measurer."""
-    tables = {key: value for name, key, value in config.target_settings if name == budget.target}
-    profile = load_profile(budget.target, tables)
+    tables = {key: value for name, key, value in config.target_settings if name == target}
+    profile = load_profile(target, tables)
     return measurer_class(profile.adapter)(profile)

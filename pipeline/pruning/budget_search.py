@@ -2,17 +2,18 @@
 costs on the target, NetAdapt's greedy steps (Yang et al., ECCV 2018).
 
 Each of `steps` steps asks to cut an equal share of the way from the unpruned cost to the
-budget. For every prunable group it
-sizes the cut that group alone would need (from the cost table, no training), prunes the
-current model there (the criterion ranks the group's channels), recovers it briefly
-(BatchNorm re-calibration and one pass over `candidate_samples` training images) and
-judges it on the VALIDATION split. The step keeps the candidate that loses the least
-validation top-1 per unit of cost saved, and the next step starts from it. The last step is
-sized to land just under the budget (`aim`, the limit less the measurement's rounding),
-then refined: a channel given back to the chosen group and the shortfall taken from another
-where that lands closer. Every decision reads predictions from the cost table, never a
-timing taken during the search, so on the emulated Cortex-M4 the same inputs give the same
-counts whether the table was cold or warm.
+budget. For every prunable group it sizes the cut that group alone would need (from the cost
+table, no training), prunes the current model there (the criterion ranks the group's
+channels), re-estimates its BatchNorm statistics (EagleEye's adaptive BN, Li et al., ECCV
+2020: a cheap proxy for a candidate's fine-tuned accuracy) and judges it on the VALIDATION
+split. The step keeps the candidate that loses the least validation top-1 per unit of cost
+saved, fine-tunes it for one pass over `step_samples` training images (NetAdapt's
+short-term fine-tune), and the next step starts from it. The last step is sized to land
+just under the budget (`aim`, the limit less the measurement's rounding), then refined: a
+channel or two given back to the chosen group and the shortfall taken from one or two other
+groups where that lands closer. Every decision reads predictions from the cost table, never
+a timing taken during the search, so on the emulated Cortex-M4 the same inputs give the
+same counts whether the table was cold or warm.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class SearchSettings:
     steps: int  # the greedy steps from the unpruned cost to the aim, equal cuts
     criterion: str
     rule: SelectionRule  # layers, min_channels, and the seed criterion's thresholds
-    candidate_samples: int
+    step_samples: int  # training images each step's chosen model is fine-tuned on
     strategy: str  # the candidates' short fine-tune: "finetune" or "kd"
     training: StudentConfig
     learning_rate: float
@@ -135,14 +136,18 @@ class BudgetSearch:
                 for group, count in counts.items() if count < state.counts[group]}
         return apply_keep(state.model, state.graph, keep)
 
-    def _recover(self, model: Any, salt: tuple[int, ...]) -> Any:
-        """BatchNorm statistics re-estimated, then one short pass over training images."""
+    def _calibrated(self, model: Any) -> Any:
+        """BatchNorm statistics re-estimated on the sample images (no weight changes)."""
         recalibrate_batch_norm(model, self.samples)
+        return model
+
+    def _fine_tuned(self, model: Any, step: int) -> Any:
+        """One short pass over `step_samples` training images, drawn per step."""
         settings, data = self.settings, self.data
-        count = min(settings.candidate_samples, len(data.x_train))
+        count = min(settings.step_samples, len(data.x_train))
         if count == 0:
             return model
-        rng = np.random.default_rng([settings.seed, *salt])
+        rng = np.random.default_rng([settings.seed, step])
         chosen = np.sort(rng.choice(len(data.x_train), count, replace=False))
         subset = dataclasses.replace(data, x_train=data.x_train[chosen],
                                      y_train=data.y_train[chosen], x_val=data.x_val[:0],
@@ -150,7 +155,7 @@ class BudgetSearch:
         model, _ = retrain(settings.strategy, model, self.teacher, subset,
                            RetrainSettings(settings.training, 1, settings.learning_rate,
                                            settings.seed))
-        return model
+        return self._calibrated(model)
 
     def _top1_val(self, model: Any) -> float:
         return top1(model, self.data.x_val, self.data.y_val)
@@ -197,16 +202,20 @@ class BudgetSearch:
             if removed is None:
                 continue
             counts = {**state.counts, group: state.counts[group] - removed}
-            model = self._recover(self._pruned(state, counts, scores), (step, group))
+            model = self._calibrated(self._pruned(state, counts, scores))
             found.append(Candidate(group, counts, self.cost(counts), self._top1_val(model),
                                    model))
         return found
 
     @staticmethod
-    def _rate(state: State, candidate: Candidate) -> tuple[float, float, int]:
+    def _rate(state: State, candidate: Candidate, final: bool = False
+              ) -> tuple[float, float, int]:
+        """Validation top-1 lost per unit of cost saved; at equal rates a step saves more,
+        and the last step lands closer under the aim."""
         saved = state.cost.total - candidate.cost
         lost = state.top1_val - candidate.top1_val
-        return (lost / saved if saved > 0 else math.inf, -saved, candidate.group)
+        return (lost / saved if saved > 0 else math.inf, saved if final else -saved,
+                candidate.group)
 
     def _landing(self, state: State, chosen: Candidate, groups: list[int]) -> Counts:
         """Closer under the aim: give back up to GIVE_BACK blocks to the chosen group, then
@@ -299,17 +308,17 @@ class BudgetSearch:
             if not candidates:
                 raise PruningError(f"prune.budget: no layer can lose a channel at step {step} "
                                    "(hint: lower prune.min_channels)")
-            chosen = min(candidates, key=lambda c: self._rate(state, c))
-            counts, model_next, top1_next = chosen.counts, chosen.model, chosen.top1_val
+            chosen = min(candidates, key=lambda c: self._rate(state, c, final))
+            counts, model_next = chosen.counts, chosen.model
             if final and chosen.cost <= self.settings.aim:
                 landed = self._landing(state, chosen, groups)
                 if landed != chosen.counts:
                     scores = self._scores(state.model, state.graph)
-                    model_next = self._recover(self._pruned(state, landed, scores),
-                                               (step, len(groups)))
-                    counts, top1_next = landed, self._top1_val(model_next)
+                    counts = landed
+                    model_next = self._calibrated(self._pruned(state, landed, scores))
+            model_next = self._fine_tuned(model_next, step)
             before = state
-            state = self._accept(state, counts, model_next, top1_next)
+            state = self._accept(state, counts, model_next, self._top1_val(model_next))
             steps.append(self._step_record(step, before, state, chosen, candidates, names))
             self.echo(self._step_line(steps[-1]))
         return SearchOutcome(state.model, state.counts, state.cost, state.top1_val,

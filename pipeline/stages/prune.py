@@ -27,7 +27,7 @@ from pipeline.hardware_cost.cost_model import CostModel
 from pipeline.hardware_cost.int8_graph import int8_graph
 from pipeline.hardware_cost.layer_costs import layer_cost_rows, layer_cost_table
 from pipeline.hardware_cost.measurers import load_measurer
-from pipeline.hardware_cost.table import TABLE_FOLDER, CostTable
+from pipeline.hardware_cost.model_cost import target_cost_model
 from pipeline.model_files import model_label
 from pipeline.pruning import magnitude
 from pipeline.pruning.budget_search import BudgetSearch, SearchOutcome, SearchSettings
@@ -225,7 +225,7 @@ def _search_settings(inputs: StageInputs, limit: float, aim: float) -> SearchSet
                          layers=config.layers, min_channels=config.min_channels)
     return SearchSettings(
         limit=limit, aim=aim, steps=config.budget.steps, criterion=config.criterion, rule=rule,
-        candidate_samples=config.budget.candidate_samples,
+        step_samples=config.budget.step_samples,
         strategy=_intermediate_strategy(config.finetune), training=inputs.training,
         learning_rate=config.learning_rate, seed=inputs.seed)
 
@@ -443,9 +443,7 @@ def cost_model_for(config: PipelineConfig, build_dir: Path,
     """prune.budget's cost model: its target's measurer and table (None without a budget)."""
     if config.prune.budget is None or config.prune.method != "channel":
         return None
-    measurer = load_measurer(config.prune.budget, config)
-    return CostModel(measurer, CostTable(Path(build_dir) / TABLE_FOLDER, measurer.settings()),
-                     echo)
+    return target_cost_model(config.prune.budget.target, config, build_dir, echo)
 
 
 def budget_key(config: PipelineConfig) -> dict[str, Any]:
@@ -453,7 +451,7 @@ def budget_key(config: PipelineConfig) -> dict[str, Any]:
     or compiler change, another CPU, is another result)."""
     if config.prune.budget is None:
         return {}
-    return {"budget_target": load_measurer(config.prune.budget, config).settings()}
+    return {"budget_target": load_measurer(config.prune.budget.target, config).settings()}
 
 
 def run_stage(context: StageContext) -> dict[str, Any]:

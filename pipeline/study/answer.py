@@ -5,12 +5,13 @@ When it is not, the answer says "tie within noise" instead of naming a winner.""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from pipeline.study.arms import HARDWARE_ARMS
 from pipeline.study.levels import MAC_TOLERANCE
 from pipeline.study.points import Point
 from pipeline.study.statistics import PairedComparison, Spread, compare_seeds
@@ -130,24 +131,80 @@ def distillation_gain(candidates: Sequence[ArmAtLevel]) -> dict[str, Any] | None
                     f"(p = {comparison.p_value:.2g})"}
 
 
-def off_level(candidate: ArmAtLevel, level_macs: int) -> bool:
+# each hardware-aware arm and the uniform arm it replaces (the same source and fine-tune)
+UNIFORM_OF = {"prune-hw": "prune", "distill+prune-hw": "distill+prune"}
+
+
+def _cost_on(candidate: ArmAtLevel, target: str) -> float | None:
+    """The arm's measured cost on `target`: exact instructions where counted, else ms."""
+    values = []
+    for point in candidate.points:
+        latency = point.record["latency"].get(target) or {}
+        values.append(latency.get("instructions") or latency.get("ms"))
+    return None if any(v is None for v in values) else float(np.mean(values))
+
+
+def hardware_gain(candidates: Sequence[ArmAtLevel], target: str) -> list[dict[str, Any]]:
+    """What choosing channels by measured cost bought at one level: each hardware-aware arm
+    against its uniform arm on the same test images (wins, loses or ties), with both costs."""
+    arms = {c.arm: c for c in candidates if c.measured}
+    found = []
+    for aware, uniform in UNIFORM_OF.items():
+        if aware not in arms or uniform not in arms:
+            continue
+        first, second = arms[aware], arms[uniform]
+        comparison = _comparison(first, second)
+        points = 100 * (first.spread("top1_test").mean - second.spread("top1_test").mean)
+        verdict = ("wins" if comparison.distinguishable else
+                   "loses" if comparison.reversed else "ties")
+        cost_aware, cost_uniform = _cost_on(first, target), _cost_on(second, target)
+        costs = ("" if cost_aware is None or cost_uniform is None else
+                 f" at {cost_aware:,.6g} vs {cost_uniform:,.6g} on {target}")
+        found.append({"arm": aware, "against": uniform, "points": points,
+                      "p_value": comparison.p_value, "verdict": verdict,
+                      "cost": cost_aware, "against_cost": cost_uniform,
+                      "macs": first.macs, "against_macs": second.macs,
+                      "text": f"{aware} {verdict} against {uniform}: {points:+.2f} points"
+                              f"{costs} (p = {comparison.p_value:.2g})"})
+    return found
+
+
+def measured_budget(candidate: ArmAtLevel) -> float | None:
+    """A hardware-aware arm's cost on its budget's target, the mean over its seeds."""
+    values = [(point.record.get("prune_budget") or {}).get("measured")
+              for point in candidate.points]
+    return None if any(v is None for v in values) else float(np.mean(values))
+
+
+def off_level(candidate: ArmAtLevel, level_macs: int, level_cost: float | None = None) -> bool:
+    """More than 10% off the level: by MACs, or for the hardware-aware arms by the measured
+    cost they were pruned to (their MACs are what that cost buys)."""
+    if candidate.arm in HARDWARE_ARMS:
+        cost = measured_budget(candidate)
+        return level_cost is None or cost is None or (
+            abs(cost - level_cost) > MAC_TOLERANCE * level_cost)
     return abs(candidate.macs - level_macs) > MAC_TOLERANCE * level_macs
 
 
 def answer_study(points: Sequence[Point], levels: Sequence[tuple[str, int]],
-                 targets: Sequence[str]) -> dict[str, Any]:
-    """`levels`: (label, MACs wanted). Per level and target: the choice; per target: the
-    choice over every level (the summary `make advise` prints) and where the pick changes."""
+                 targets: Sequence[str], level_costs: Mapping[str, float] | None = None
+                 ) -> dict[str, Any]:
+    """`levels`: (label, MACs wanted); `level_costs`: label -> the cost the hardware-aware
+    arms were pruned to. Per level and target: the choice; per target: the choice over
+    every level (the summary `make advise` prints) and where the pick changes."""
     grouped = group(points)
     answers = []
+    costs = level_costs or {}
     for label, level_macs in levels:
         here = [c for c in grouped if c.level == label]
-        off = sorted(c.arm for c in here if c.measured and off_level(c, level_macs))
+        off = sorted(c.arm for c in here
+                     if c.measured and off_level(c, level_macs, costs.get(label)))
         for target in targets:
             answer = {"level": label, "target": target, "macs": level_macs,
                       "arms_off_level": off, **choose(here, target, f"{label} of the teacher's "
                                                                      f"MACs on {target}")}
             answer["distillation"] = distillation_gain(here)
+            answer["hardware_aware"] = hardware_gain(here, target)
             answers.append(answer)
     summary = {}
     for target in targets:

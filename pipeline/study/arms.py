@@ -20,7 +20,13 @@ ARM_LABELS = {
     "prune": "the teacher channel-pruned, fine-tuned on labels alone",
     "prune+kd": "the teacher channel-pruned, fine-tuned against the unpruned teacher",
     "distill+prune": "a distilled student twice the size, channel-pruned by half",
+    "prune-hw": "the teacher pruned to the level's measured cost on the first target, "
+                "channels chosen per layer by what each costs there, fine-tuned on labels",
+    "distill+prune-hw": "the distilled student twice the size, pruned to the level's measured "
+                        "cost per layer, fine-tuned against the teacher",
 }
+# reach a level by the first target's measured cost (a prune budget), not by MACs
+HARDWARE_ARMS = ("prune-hw", "distill+prune-hw")
 
 
 def _student_only(width: float, loss: str) -> Overrides:
@@ -57,12 +63,37 @@ def _distill_prune(plan: LevelPlan, config: PipelineConfig) -> Overrides:
     return _pruned(plan.wide_student_width, "student", plan.student_prune_ratio, "kd", config)
 
 
+def _budget(plan: LevelPlan, config: PipelineConfig) -> Overrides:
+    """The level's cost as a prune budget on the cost target (the config's own budget
+    settings, steps and candidates, where it has a budget)."""
+    if plan.cost is None or plan.budget is None:
+        raise ConfigError("a hardware-aware arm needs the level's measured cost (hint: the "
+                          "study's first target must be one a budget can measure: mcu, host)")
+    limit: float | int = (round(plan.budget) if plan.cost.quantity == "instructions"
+                          else round(plan.budget, 6))
+    budget: dict[str, Any] = {"target": plan.cost.target, plan.cost.quantity: limit}
+    if config.prune.budget is not None:
+        budget |= {"steps": config.prune.budget.steps,
+                   "step_samples": config.prune.budget.step_samples}
+    return {"prune.budget": budget}
+
+
+def _prune_hw(plan: LevelPlan, config: PipelineConfig) -> Overrides:
+    return _prune(plan, config) | _budget(plan, config)
+
+
+def _distill_prune_hw(plan: LevelPlan, config: PipelineConfig) -> Overrides:
+    return _distill_prune(plan, config) | _budget(plan, config)
+
+
 ARMS: dict[str, Callable[[LevelPlan, PipelineConfig], Overrides]] = {
     "scratch": _scratch,
     "distill": _distill,
     "prune": _prune,
     "prune+kd": _prune_kd,
     "distill+prune": _distill_prune,
+    "prune-hw": _prune_hw,
+    "distill+prune-hw": _distill_prune_hw,
 }
 
 

@@ -1,6 +1,8 @@
 """Compression levels: a fraction of the teacher's MACs, reached by the student's width
-(the student arms) or by the channel-prune ratio (the pruned arms). Widths and ratios are
-solved on models built but not trained, so a level costs no training to plan."""
+(the student arms) or by the channel-prune ratio (the pruned arms); the hardware-aware arms
+reach the same fraction of the teacher's measured cost on the study's first target (a
+prune budget, pipeline/pruning/budget_search.py). Widths, ratios and the teacher's cost are
+found on models built but not trained, so a level costs no training to plan."""
 
 from __future__ import annotations
 
@@ -31,10 +33,24 @@ class LevelPlan:
     teacher_prune_ratio: float  # prune, prune+kd: the teacher cut to the level's MACs
     wide_student_width: float  # distill+prune: a student at twice the level's MACs ...
     student_prune_ratio: float  # ... cut by half
+    # the hardware-aware arms: the teacher's cost on the first target, in its unit
+    cost: LevelCost | None = None
 
     @property
     def macs(self) -> int:
         return round(self.fraction * self.teacher_macs)
+
+    @property
+    def budget(self) -> float | None:
+        """The level's cost on the cost target: `fraction` of the teacher's."""
+        return None if self.cost is None else self.fraction * self.cost.teacher
+
+
+@dataclass(frozen=True)
+class LevelCost:
+    target: str  # the study's first target
+    quantity: str  # what its budget holds: "instructions" or "latency_ms"
+    teacher: float  # the untrained teacher's cost there (the cost table's prediction)
 
 
 def solve_prune_ratio(
@@ -107,9 +123,10 @@ def solve_width(macs: Callable[[float], int], wanted_macs: float,
 
 
 def plan_levels(config: PipelineConfig, dataset: Dataset, levels: list[tuple[str, float]],
-                teacher_macs: int) -> list[LevelPlan]:
+                teacher_macs: int, cost: LevelCost | None = None) -> list[LevelPlan]:
     """One plan per (label, fraction); the student's MACs per width and the teacher's pruned
-    fractions are computed once for every level."""
+    fractions are computed once for every level; `cost`: the teacher's measured cost, for
+    the hardware-aware arms."""
     student_macs = _macs_at_width(config.student, dataset)
     teacher_fraction = pruned_macs_fraction(config.teacher, config.prune, dataset)
     plans = []
@@ -125,5 +142,6 @@ def plan_levels(config: PipelineConfig, dataset: Dataset, levels: list[tuple[str
             student_prune_ratio=solve_prune_ratio(
                 min(1.0, wanted / student_macs(wide_width)),
                 pruned_macs_fraction(wide, config.prune, dataset)),
+            cost=cost,
         ))
     return plans

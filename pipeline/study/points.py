@@ -27,6 +27,7 @@ from pipeline.cache import StageCache
 from pipeline.config import LABELS_ONLY, PipelineConfig, canonical_json, section_to_dict
 from pipeline.data import Dataset
 from pipeline.deploy import write_target_bundle
+from pipeline.hardware_cost.budget_record import budget_summary
 from pipeline.profile import Echo, profile_bundle
 from pipeline.report import target_latency
 from pipeline.runner import Runner, RunResult
@@ -192,7 +193,8 @@ def measure_point(spec: PointSpec, targets: list[TargetProfile], dataset: Datase
                "artifact_sha256": sha256,
                "top1_val": float(np.mean(val_correct)) if len(val_correct) else None,
                "top1_test": float(np.mean(test_correct)), **_origin(run),
-               "latency": {}, "budget": {}}
+               "prune_budget": budget_summary(pruned["budget"]) if pruned.get("budget") else None,
+               "latency": {}, "budget": {}, "ops": {}}
     point = Point(record, val_correct, test_correct)
     for profile in targets:
         own = run.outcomes["export"].entry.path / model_file(profile.artifact_format,
@@ -205,6 +207,10 @@ def measure_point(spec: PointSpec, targets: list[TargetProfile], dataset: Datase
             record["budget"][profile.name] = {"passed": False, "violations": [str(error)]}
             continue
         point.reports[profile.name] = report
+        if report.get("ops"):  # where the cost went, op by op (the microcontrollers')
+            record["ops"][profile.name] = [
+                {key: row.get(key) for key in ("name", "output_shape", "instructions", "ms")}
+                for row in report["ops"]]
         latency, reason = _latency(report, profile, own_sha)
         record["latency"][profile.name] = latency or {"ms": None, "reason": reason}
         check = evaluate_budget(report, profile.budget)  # the evaluator `make check` uses

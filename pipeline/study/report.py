@@ -11,7 +11,7 @@ from typing import Any
 import pipeline.plots as plots
 from devices.fsutil import atomic_write_bytes, atomic_write_json, atomic_write_text
 from pipeline.report import STUDY_FOLDER
-from pipeline.study.answer import ArmAtLevel, group
+from pipeline.study.answer import UNIFORM_OF, ArmAtLevel, group
 from pipeline.study.arms import ARM_LABELS
 from pipeline.study.run import Study
 
@@ -66,9 +66,11 @@ def render_markdown(document: dict[str, Any]) -> str:
         text = f"- {answer['text']}"
         if answer.get("distillation"):
             text += f"; {answer['distillation']['text']}"
+        for gain in answer.get("hardware_aware") or []:
+            text += f"; {gain['text']}"
         if answer["arms_off_level"]:
-            text += (f" (MACs more than 10% off the level: "
-                     f"{', '.join(answer['arms_off_level'])})")
+            text += (f" (more than 10% off the level, by MACs or for a hardware-aware arm by "
+                     f"its measured cost: {', '.join(answer['arms_off_level'])})")
         lines.append(text)
     header = ["arm", "level", "seed", "MACs", "params", "bytes", "top-1 val", "top-1 test",
               *[f"{t} latency (ms)" for t in targets], *[f"{t} budget" for t in targets]]
@@ -85,10 +87,68 @@ def render_markdown(document: dict[str, Any]) -> str:
                  _percent(point["top1_test"]),
                  *[_latency_cell(point["latency"].get(t)) for t in targets], *budget]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    lines += cost_went_lines(document)
     lines += ["", "## Fronts", ""]
     lines += [f"![front on {t}](front_{t}.png)" for t in targets] + ["![front by MACs]("
                                                                       "front_macs.png)", ""]
     return "\n".join(lines)
+
+
+def _first_seed(document: dict[str, Any], arm: str, level: str) -> dict[str, Any] | None:
+    found = [p for p in document["points"] if p["arm"] == arm and p["level"] == level
+             and not p.get("error")]
+    return min(found, key=lambda p: p["seed"]) if found else None
+
+
+def _layer_rows(point: dict[str, Any]) -> list[str]:
+    budget = point["prune_budget"]
+    unit = budget["unit"]
+    cells = (lambda v: f"{v:,.0f}") if unit == "instructions" else (lambda v: f"{v:.4f}")
+    lines = [f"{point['arm']} (seed {point['seed']}): {budget['measured']:,.6g} {unit} "
+             f"measured on {budget['target']}, {100 * budget['of_limit']:.1f}% of its budget "
+             f"{budget['limit_in_unit']:,.6g}", "",
+             f"| layer | channels | {unit} unpruned | {unit} pruned | cut | share |",
+             "|---|---|---|---|---|---|"]
+    for row in budget["layers"]:
+        channels = ("" if row["channels_before"] is None
+                    else f"{row['channels_before']} → {row['channels_after']}")
+        lines.append(f"| {row['layer']} | {channels} | {cells(row['cost_before'])} | "
+                     f"{cells(row['cost_after'])} | {100 * row['cut']:.0f}% | "
+                     f"{100 * row['share_after']:.1f}% |")
+    return lines
+
+
+def _op_rows(aware: dict[str, Any], uniform: dict[str, Any], target: str) -> list[str]:
+    ops_aware, ops_uniform = aware["ops"].get(target), uniform["ops"].get(target)
+    if not ops_aware or not ops_uniform or len(ops_aware) != len(ops_uniform):
+        return []
+    lines = ["", f"Op by op on {target} (instructions), {uniform['arm']} against "
+             f"{aware['arm']}:", "",
+             f"| op | {uniform['arm']} output | {uniform['arm']} | {aware['arm']} output | "
+             f"{aware['arm']} |", "|---|---|---|---|---|"]
+    for first, second in zip(ops_uniform, ops_aware, strict=True):
+        def shape(row: dict[str, Any]) -> str:
+            return "x".join(str(d) for d in (row.get("output_shape") or [])[1:])
+
+        lines.append(f"| {first['name']} | {shape(first)} | {first.get('instructions') or '-'} "
+                     f"| {shape(second)} | {second.get('instructions') or '-'} |")
+    return lines
+
+
+def cost_went_lines(document: dict[str, Any]) -> list[str]:
+    """Per level, each hardware-aware arm's layers (channels and cost before and after
+    pruning) and, where the target counts them, its ops beside its uniform arm's."""
+    lines: list[str] = []
+    for level in document["levels"]:
+        for aware_arm, uniform_arm in UNIFORM_OF.items():
+            aware = _first_seed(document, aware_arm, level["label"])
+            if aware is None or not aware.get("prune_budget"):
+                continue
+            lines += ["", f"### {aware_arm} at {level['label']}", "", *_layer_rows(aware)]
+            uniform = _first_seed(document, uniform_arm, level["label"])
+            if uniform is not None:
+                lines += _op_rows(aware, uniform, aware["prune_budget"]["target"])
+    return ["", "## Where the cost went", *lines] if lines else []
 
 
 def _curves(grouped: list[ArmAtLevel], x_of: Any) -> dict[str, list[plots.CurvePoint]]:

@@ -12,6 +12,7 @@ import pytest
 from devices.errors import ConfigError
 from pipeline.config import STUDY_ARMS, load_config, with_values
 from pipeline.study.answer import answer_study, choose, group
+from pipeline.study.arms import HARDWARE_ARMS
 from pipeline.study.points import Point, learnt_from_teacher
 from pipeline.study.statistics import compare_seeds, mcnemar_exact
 from tests.system_tools import NEEDS_MCU
@@ -154,14 +155,15 @@ def test_levels_are_reached_by_width_and_by_ratio_on_real_models() -> None:
     from pipeline.data import load_dataset
     from pipeline.stages.train import build_for
     from pipeline.study.arms import ARMS, arm_overrides
-    from pipeline.study.levels import MAC_TOLERANCE, plan_levels, pruned_macs_fraction
+    from pipeline.study.levels import MAC_TOLERANCE, LevelCost, plan_levels, pruned_macs_fraction
 
     config = load_config()
     dataset = load_dataset(config.data)
     teacher_macs = count_macs(build_for(config.teacher, dataset))
     levels = [("1/4", 0.25), ("1/16", 0.0625)]
+    cost = LevelCost("mcu", "instructions", 4e6)  # the hardware-aware arms' level
     for (_, fraction), plan in zip(levels, plan_levels(config, dataset, levels,
-                                                       teacher_macs)):
+                                                       teacher_macs, cost)):
         student = with_values(config, {"student.width": plan.student_width}).student
         reached = count_macs(build_for(student, dataset))
         assert abs(reached - plan.macs) <= MAC_TOLERANCE * plan.macs
@@ -172,6 +174,9 @@ def test_levels_are_reached_by_width_and_by_ratio_on_real_models() -> None:
             assert point.student.seed == 1
         prune_only = with_values(config, arm_overrides("prune", plan, config, seed=0)).prune
         assert (prune_only.source, prune_only.finetune) == ("teacher", "finetune")
+        aware = with_values(config, arm_overrides("prune-hw", plan, config, seed=0)).prune
+        assert (aware.source, aware.budget.target) == ("teacher", "mcu")
+        assert aware.budget.instructions == round(fraction * 4e6)
 
 
 def _study(tiny_build: dict, dist, target_names: tuple[str, ...], echo) -> tuple:
@@ -212,6 +217,11 @@ def test_the_study_writes_its_files_and_every_arm_at_the_level(small_study: dict
     level = document["levels"][0]
     for point in points:
         assert point["error"] is None
+        if point["arm"] in HARDWARE_ARMS:  # at the level's measured cost, not its MACs
+            budget = point["prune_budget"]
+            assert budget["target"] == "host" and budget["predicted"] <= budget["limit"]
+            assert budget["limit"] == pytest.approx(level["fraction"] * level["cost"]["teacher"])
+            continue
         assert abs(point["macs"] - level["macs"]) <= 0.10 * level["macs"], point["arm"]
         assert 0.0 < point["top1_val"] <= 1.0 and 0.0 < point["top1_test"] <= 1.0
     answers = {a["target"]: a for a in document["answers"]}
@@ -226,7 +236,8 @@ def test_no_arm_has_a_teacher_unless_its_name_says_so(small_study: dict) -> None
     records = {point.record["arm"]: point.record for point in small_study["study"].points}
     for arm, record in records.items():
         assert (record["teacher"] is not None) == (arm in ("distill", "prune+kd",
-                                                           "distill+prune")), arm
+                                                           "distill+prune",
+                                                           "distill+prune-hw")), arm
     assert (records["scratch"]["loss"], records["scratch"]["finetune"]) == ("labels", None)
     assert records["distill"]["loss"] == "kd"
     assert records["prune"]["finetune"] == "finetune"
