@@ -21,20 +21,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.cluster import free_loopback_ports
+
 RAY = Path(sys.executable).with_name("ray")
 POINT_TASK = "ray::_point_task"  # a Ray worker's process title while it runs a point
 STOP_TIMEOUT_S = 45.0  # Ray drains a node for up to 30 s on SIGTERM
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @dataclass(frozen=True)
@@ -117,7 +108,7 @@ def start_node(root: Path, name: str, *, head: str | None = None, cpus: int = 1,
     returns it and the cluster's address."""
     temp_dir = root / name
     temp_dir.mkdir(parents=True)
-    node_manager, object_manager, metrics, agent, agent_grpc, runtime_env = free_ports(6)
+    node_manager, object_manager, metrics, agent, agent_grpc, runtime_env = free_loopback_ports(6)
     command = [str(RAY), "start", "--block", "--node-ip-address", "127.0.0.1",
                "--num-cpus", str(cpus), "--temp-dir", str(temp_dir), "--disable-usage-stats",
                "--resources", json.dumps(resources or {}),
@@ -128,7 +119,7 @@ def start_node(root: Path, name: str, *, head: str | None = None, cpus: int = 1,
                "--dashboard-agent-grpc-port", str(agent_grpc),
                "--runtime-env-agent-port", str(runtime_env)]
     if head is None:
-        port, client = free_ports(2)
+        port, client = free_loopback_ports(2)
         address = f"127.0.0.1:{port}"
         command += ["--head", "--port", str(port), "--ray-client-server-port", str(client),
                     "--include-dashboard", "false"]
