@@ -5,7 +5,7 @@ the CLI's own deploy to the emulated Cortex-M4 (`make deploy TARGET=mcu`, each w
 --dist-dir, one --build-dir for the stage cache and the cost table):
 
   unpruned  the distilled student, prune.method = "none": its instructions and MACs
-  uniform   prune.ratio = R (default 0.5) for every layer
+  uniform   prune.method = "channel", prune.ratio = R (default 0.5) for every layer
   budget    prune.budget = { target = "mcu", instructions = the uniform model's deployed
             count }, or with --fraction F, F x the unpruned count (uniform's ratio is then
             solved on the cost table to the same count)
@@ -18,7 +18,10 @@ over unpruned / pruned MACs; issue 17 measured 0.67 for uniform at 0.5).
 
     .venv/bin/python benchmarks/budget_vs_uniform.py --build-dir /tmp/b --dist-dir /tmp/d \
         [--config configs/cifar10.toml] [--set k=v ...] [--seeds 0 1 2] [--ratio 0.5]
-        [--fraction 0.5 --narrower] [--json out.json]
+        [--fraction 0.5 --narrower] [--budget steps=4] [--json out.json]
+
+`--seeds default` sets no seed: the config's own stages, so a student already trained in
+that --build-dir is reused.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ ARTIFACT = "model_int8.tflite"
 @dataclass(frozen=True)
 class Deployed:
     variant: str
-    seed: int
+    seed: int | None
     instructions: int  # the deployed firmware's exact count (latency_report.json)
     macs: int
     keras_top1: float
@@ -55,14 +58,15 @@ class Deployed:
     budget: dict[str, Any] | None = None
 
 
-def deploy(variant: str, seed: int, overrides: list[str], args: argparse.Namespace,
+def deploy(variant: str, seed: int | None, overrides: list[str], args: argparse.Namespace,
            dataset: Any) -> tuple[Deployed, np.ndarray]:
-    dist = Path(args.dist_dir) / f"{variant}-seed{seed}"
+    dist = Path(args.dist_dir) / f"{variant}-seed{'default' if seed is None else seed}"
     command = [sys.executable, "-m", "pipeline", "deploy", "--targets", "mcu",
                "--build-dir", str(args.build_dir), "--dist-dir", str(dist)]
     if args.config:
         command += ["--config", args.config]
-    for item in [*args.set, f"{args.seed_key}={seed}", *overrides]:
+    seeded = [] if seed is None else [f"{args.seed_key}={seed}"]
+    for item in [*args.set, *seeded, *overrides]:
         command += ["--set", item]
     started = time.perf_counter()
     log = dist.with_suffix(".log")
@@ -148,12 +152,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config")
     parser.add_argument("--set", action="append", default=[])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", nargs="+", default=["0", "1", "2"],
+                        help="values of --seed-key; 'default' sets none (the config's own: "
+                             "its cached stages are reused)")
     parser.add_argument("--seed-key", default="student.seed")
     parser.add_argument("--ratio", type=float, default=0.5)
     parser.add_argument("--fraction", type=float,
                         help="budget = this share of the unpruned student's instructions")
     parser.add_argument("--narrower", action="store_true")
+    parser.add_argument("--budget", action="append", default=[],
+                        help="KEY=VALUE of prune.budget for the budget variant (steps=4)")
     parser.add_argument("--build-dir", required=True)
     parser.add_argument("--dist-dir", required=True)
     parser.add_argument("--json")
@@ -161,17 +169,18 @@ def main() -> int:
     dataset = load_dataset(load_config(args.config, args.set).data)
     rows: list[Deployed] = []
     correct: dict[str, list[np.ndarray]] = {}
-    for seed in args.seeds:
+    for seed in [None if text == "default" else int(text) for text in args.seeds]:
         unpruned, _ = deploy("unpruned", seed, ["prune.method=none"], args, dataset)
         ratio = args.ratio if args.fraction is None else solve_uniform_ratio(
             args.fraction * unpruned.instructions, args, dataset)
-        uniform, uniform_correct = deploy("uniform", seed, [f"prune.ratio={ratio}"], args,
-                                          dataset)
+        uniform, uniform_correct = deploy(
+            "uniform", seed, ["prune.method=channel", f"prune.ratio={ratio}"], args, dataset)
         limit = uniform.instructions if args.fraction is None else round(
             args.fraction * unpruned.instructions)
         budget, budget_correct = deploy(
-            "budget", seed, [f'prune.budget={{target="mcu", instructions={limit}}}'], args,
-            dataset)
+            "budget", seed, ["prune.method=channel", "prune.budget.target=mcu",
+                             f"prune.budget.instructions={limit}",
+                             *(f"prune.budget.{item}" for item in args.budget)], args, dataset)
         found = [unpruned, uniform, budget]
         correct.setdefault("uniform", []).append(uniform_correct)
         correct.setdefault("budget", []).append(budget_correct)

@@ -114,8 +114,10 @@ def print_rows(rows: list[Row]) -> None:
           f"{'error':>8} {'spread (block medians)':>24}")
     for row in rows:
         spread = ("" if row.low is None else f"{row.low:.4f}..{row.high:.4f}")
-        print(f"{row.target:<10} {row.model:<13} {row.variant[:44]:<44} {row.predicted:>14,.4f} "
-              f"{row.measured:>14,.4f} {100 * row.error:>7.2f}% {spread:>24}")
+        number = "{:>14,.0f}" if row.target == "mcu" else "{:>14.4f}"
+        print(f"{row.target:<10} {row.model:<13} {row.variant[:44]:<44} "
+              f"{number.format(row.predicted)} {number.format(row.measured)} "
+              f"{100 * row.error:>7.2f}% {spread:>24}")
     for target in sorted({row.target for row in rows}):
         errors = [abs(row.error) for row in rows if row.target == target]
         print(f"{target}: |error| median {100 * statistics.median(errors):.2f}%, largest "

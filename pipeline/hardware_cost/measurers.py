@@ -91,8 +91,7 @@ def measurer_class(adapter: str) -> type[CostMeasurer]:
 
 
 def load_measurer(target: str, config: PipelineConfig) -> CostMeasurer:
-    """The target's profile, with the config's own [targets.<name>] tables (not `--set
-    target.…`, which is the deploy's target's), and its measurer."""
-    tables = {key: value for name, key, value in config.target_settings if name == target}
-    profile = load_profile(target, tables)
+    """The target's profile as a deploy loads it (the config's [targets.<name>] tables, then
+    `--set target.…`), and its measurer: the budget is measured as the deploy runs."""
+    profile = load_profile(target, config.overrides_for(target))
     return measurer_class(profile.adapter)(profile)

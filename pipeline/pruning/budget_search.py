@@ -173,10 +173,15 @@ class BudgetSearch:
         def at(removed: int) -> float:
             return self.cost({**counts, group: counts[group] - removed})
 
-        first = min(2 * unit, most)  # two channels: the kernels take channels in pairs
-        slope = (base_cost - at(first)) / first
+        # two channels first (the MCU kernels take channels in pairs), twice as many while
+        # that saves nothing (a runtime working in blocks of channels)
+        probe = min(2 * unit, most)
+        slope = (base_cost - at(probe)) / probe
+        while slope <= 0 and probe < most:
+            probe = min(most, 2 * probe)
+            slope = (base_cost - at(probe)) / probe
         if slope <= 0:
-            return most if at(most) < base_cost else None
+            return None
         removed = min(most, max(unit, math.ceil((base_cost - target) / slope / unit) * unit))
         cost = at(removed)
         if not exact:
