@@ -10,7 +10,7 @@ the CLI's own deploy to the emulated Cortex-M4 (`make deploy TARGET=mcu`, each w
             count }, or with --fraction F, F x the unpruned count (uniform's ratio is then
             solved on the cost table to the same count)
   narrower  with --narrower: a student of the same cost by width (solved on the cost
-            table), distilled and not pruned
+            table), distilled and not pruned (no labels-only baseline beside it)
 
 and compares each deployed int8 file's TEST top-1 with McNemar's exact test per seed and
 pooled over the seeds, and the instruction cut per MAC cut (unpruned / pruned instructions
@@ -187,7 +187,8 @@ def main() -> int:
         if args.narrower:
             width = solve_width(limit, args, dataset)
             narrower, narrower_correct = deploy(
-                "narrower", seed, [f"student.width={width}", "prune.method=none"], args, dataset)
+                "narrower", seed, [f"student.width={width}", "prune.method=none",
+                                   "student.baseline=false"], args, dataset)
             found.append(narrower)
             correct.setdefault("narrower", []).append(narrower_correct)
         for row in found:

@@ -296,8 +296,11 @@ class BudgetSearch:
                                "= \"l1\", or prune.layers = \"all\")")
         counts = {group: graph.groups[group].channels for group in groups}
         self.shapes = probe(model, graph, groups, counts, self.convert, base)
+        floor = {group: self._floor(graph, group) for group in counts}
+        # the two ends in one batch: timed in the same interleaved rounds, comparable
+        self.cost_model.measure_missing([*base.signatures, *self.shapes.signatures(floor)])
         unpruned = self.cost_model.predict(base.signatures, base.io)
-        self._refuse_unreachable(graph, counts)
+        self._refuse_unreachable(floor)
         state = State(model, graph, counts, unpruned, self._top1_val(model))
         names = {group: group_name(graph, group) for group in groups}
         self.echo(f"  budget: {self._describe(unpruned.total)} unpruned, aim "
@@ -330,8 +333,7 @@ class BudgetSearch:
                              tuple(steps), self.shapes, unpruned, names, counts_of(graph,
                                                                                    groups))
 
-    def _refuse_unreachable(self, graph: DependencyGraph, counts: Counts) -> None:
-        floor = {group: self._floor(graph, group) for group in counts}
+    def _refuse_unreachable(self, floor: Counts) -> None:
         lowest = self.cost(floor)
         if lowest > self.settings.aim:
             raise PruningError(

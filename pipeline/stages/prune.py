@@ -24,7 +24,7 @@ from models.complexity import count_macs, count_params
 from pipeline.config import PipelineConfig, PruneConfig, StudentConfig
 from pipeline.data import Dataset
 from pipeline.hardware_cost.cost_model import CostModel
-from pipeline.hardware_cost.int8_graph import int8_graph
+from pipeline.hardware_cost.int8_graph import Int8Graph, int8_graph
 from pipeline.hardware_cost.layer_costs import layer_cost_rows, layer_cost_table
 from pipeline.hardware_cost.measurers import load_measurer
 from pipeline.hardware_cost.model_cost import target_cost_model
@@ -250,7 +250,28 @@ def _budgeted(inputs: StageInputs) -> MethodOutcome:
     top1_searched = _test_top1(outcome.model, data)
     model, history = retrain(config.finetune, outcome.model, inputs.teacher, data,
                              _settings(inputs, config.finetune_epochs))
-    final = int8_graph(model, data.x_train)
+    record = _budget_record(inputs, settings, base, outcome, int8_graph(model, data.x_train))
+    record["search_seconds"] = round(time.perf_counter() - started, 1)
+    notes = [BUDGET_NOTE]
+    if not record["met"]:
+        notes.append(f"the fine-tuned model measures {measurer.describe(record['measured'])}, "
+                     f"over the budget's {measurer.describe(limit)}")
+    return MethodOutcome(
+        model=model, top1_before_finetune=top1_searched,
+        finetune=config.finetune if config.finetune_epochs > 0 else None, history=history,
+        plan=_budget_plan(config, outcome), note="; ".join(notes), budget=record,
+        layer_costs={row["layer"]: {"before": row["cost_before"], "after": row["cost_after"]}
+                     for row in record["layers"]},
+    )
+
+
+def _budget_record(inputs: StageInputs, settings: SearchSettings, base: Int8Graph,
+                   outcome: SearchOutcome, final: Int8Graph) -> dict[str, Any]:
+    """The fine-tuned model predicted and measured on the target, the unpruned one measured,
+    each layer's cost before and after, the search's steps and the table values it used."""
+    config, cost_model, data = inputs.config, inputs.cost_model, inputs.data
+    assert config.budget is not None and cost_model is not None  # _budgeted checked
+    measurer = cost_model.measurer
     predicted = cost_model.predict(final.signatures, final.io)
     measured = measurer.measure_model(final.content, data.x_test)
     unpruned = measurer.measure_model(base.content, data.x_test)
@@ -259,36 +280,26 @@ def _budgeted(inputs: StageInputs) -> MethodOutcome:
         outcome.counts, unpruned.per_op or outcome.unpruned_cost.per_op,
         measured.per_op or predicted.per_op, final.signatures,
         (outcome.unpruned_cost.invoke, predicted.invoke))
-    record = {
+    inputs.echo(f"  budget: {measurer.describe(measured.value)} measured on "
+                f"{config.budget.target} ({100 * measured.value / settings.limit:.1f}% of the "
+                f"limit {measurer.describe(settings.limit)}; predicted "
+                f"{measurer.describe(predicted.total)})")
+    for line in layer_cost_table(rows, measurer.unit):
+        inputs.echo(line)
+    return {
         "target": config.budget.target, "quantity": config.budget.quantity,
-        "limit": config.budget.limit, "unit": measurer.unit, "limit_in_unit": limit,
+        "limit": config.budget.limit, "unit": measurer.unit, "limit_in_unit": settings.limit,
         "aim": settings.aim,
         "unpruned": {"predicted": outcome.unpruned_cost.total, "measured": unpruned.value,
                      "spread": unpruned.spread},
         "searched": {"predicted": outcome.cost.total, "top1_val": outcome.top1_val},
         "predicted": predicted.total, "measured": measured.value, "spread": measured.spread,
-        "met": measured.value <= limit, "of_limit": measured.value / limit,
+        "met": measured.value <= settings.limit, "of_limit": measured.value / settings.limit,
         "prediction_error": predicted.total / measured.value - 1.0 if measured.value else None,
         "per_op_measured": measured.per_op is not None,
         "steps": list(outcome.steps), "layers": rows, "table": cost_model.table.stats(),
-        "values_used": cost_model.used, "search_seconds": round(time.perf_counter() - started, 1),
+        "values_used": cost_model.used,
     }
-    inputs.echo(f"  budget: {measurer.describe(measured.value)} measured on "
-                f"{config.budget.target} ({100 * measured.value / limit:.1f}% of the limit "
-                f"{measurer.describe(limit)}; predicted {measurer.describe(predicted.total)})")
-    for line in layer_cost_table(rows, measurer.unit):
-        inputs.echo(line)
-    notes = [BUDGET_NOTE]
-    if not record["met"]:
-        notes.append(f"the fine-tuned model measures {measurer.describe(measured.value)}, over "
-                     f"the budget's {measurer.describe(limit)}")
-    return MethodOutcome(
-        model=model, top1_before_finetune=top1_searched,
-        finetune=config.finetune if config.finetune_epochs > 0 else None, history=history,
-        plan=_budget_plan(config, outcome), note="; ".join(notes), budget=record,
-        layer_costs={row["layer"]: {"before": row["cost_before"], "after": row["cost_after"]}
-                     for row in rows},
-    )
 
 
 def _budget_plan(config: PruneConfig, outcome: SearchOutcome) -> dict[str, Any]:

@@ -144,6 +144,11 @@ def _cost_on(candidate: ArmAtLevel, target: str) -> float | None:
     return None if any(v is None for v in values) else float(np.mean(values))
 
 
+def _amount(value: float) -> str:
+    """Instructions as a whole count, milliseconds to four figures."""
+    return f"{value:,.0f}" if value >= 1000 else f"{value:.4g}"
+
+
 def hardware_gain(candidates: Sequence[ArmAtLevel], target: str) -> list[dict[str, Any]]:
     """What choosing channels by measured cost bought at one level: each hardware-aware arm
     against its uniform arm on the same test images (wins, loses or ties), with both costs."""
@@ -159,7 +164,7 @@ def hardware_gain(candidates: Sequence[ArmAtLevel], target: str) -> list[dict[st
                    "loses" if comparison.reversed else "ties")
         cost_aware, cost_uniform = _cost_on(first, target), _cost_on(second, target)
         costs = ("" if cost_aware is None or cost_uniform is None else
-                 f" at {cost_aware:,.6g} vs {cost_uniform:,.6g} on {target}")
+                 f" at {_amount(cost_aware)} vs {_amount(cost_uniform)} on {target}")
         found.append({"arm": aware, "against": uniform, "points": points,
                       "p_value": comparison.p_value, "verdict": verdict,
                       "cost": cost_aware, "against_cost": cost_uniform,

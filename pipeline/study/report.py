@@ -104,9 +104,9 @@ def _layer_rows(point: dict[str, Any]) -> list[str]:
     budget = point["prune_budget"]
     unit = budget["unit"]
     cells = (lambda v: f"{v:,.0f}") if unit == "instructions" else (lambda v: f"{v:.4f}")
-    lines = [f"{point['arm']} (seed {point['seed']}): {budget['measured']:,.6g} {unit} "
+    lines = [f"{point['arm']} (seed {point['seed']}): {cells(budget['measured'])} {unit} "
              f"measured on {budget['target']}, {100 * budget['of_limit']:.1f}% of its budget "
-             f"{budget['limit_in_unit']:,.6g}", "",
+             f"{cells(budget['limit_in_unit'])}", "",
              f"| layer | channels | {unit} unpruned | {unit} pruned | cut | share |",
              "|---|---|---|---|---|---|"]
     for row in budget["layers"]:
@@ -130,9 +130,13 @@ def _op_rows(aware: dict[str, Any], uniform: dict[str, Any], target: str) -> lis
         def shape(row: dict[str, Any]) -> str:
             return "x".join(str(d) for d in (row.get("output_shape") or [])[1:])
 
-        lines.append(f"| {first['name']} | {shape(first)} | {first.get('instructions') or '-'} "
-                     f"| {shape(second)} | {second.get('instructions') or '-'} |")
+        lines.append(f"| {first['name']} | {shape(first)} | {_count(first)} "
+                     f"| {shape(second)} | {_count(second)} |")
     return lines
+
+
+def _count(row: dict[str, Any]) -> str:
+    return f"{row['instructions']:,}" if row.get("instructions") else "-"
 
 
 def cost_went_lines(document: dict[str, Any]) -> list[str]:

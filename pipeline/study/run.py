@@ -46,6 +46,10 @@ def plan_points(config: PipelineConfig, plans: list[LevelPlan], targets: list[Ta
     return specs
 
 
+def _amount(value: float, quantity: str) -> str:
+    return f"{value:,.0f}" if quantity == "instructions" else f"{value:.4g}"
+
+
 def arms_for_target(config: PipelineConfig, target: TargetProfile, echo: Echo
                     ) -> PipelineConfig:
     """The hardware-aware arms need a first target whose cost a budget measures; the default
@@ -101,7 +105,8 @@ def run_study(config: PipelineConfig, targets: list[TargetProfile], *, build_dir
              f"{plan.teacher_prune_ratio}, student width {plan.wide_student_width} pruned "
              f"{plan.student_prune_ratio}"
              + ("" if plan.budget is None or cost is None else
-                f"; {cost.target} {cost.quantity} {plan.budget:,.6g} (the hardware-aware arms)"))
+                f"; {cost.target} {cost.quantity} {_amount(plan.budget, cost.quantity)} (the "
+                "hardware-aware arms)"))
     specs = plan_points(config, plans, targets)
     job = PointsJob(tuple(specs), tuple(targets), dataset, Path(build_dir),
                     Path(dist_dir) / STUDY_FOLDER / "points", echo, cluster)

@@ -317,12 +317,13 @@ def test_the_table_predicts_whole_model_counts_to_the_instruction_tick(
 
 
 # -- the tiny flow end to end ---------------------------------------------------------------
-def _tiny_budget(tiny_build: dict, budget: str, force: bool = False) -> Any:
+def _tiny_budget(tiny_build: dict, budget: str, *more: str, force: bool = False,
+                 until: str = "pruned") -> Any:
     from pipeline.runner import Runner
 
-    config = load_config(overrides=[*TINY_OVERRIDES, budget])
+    config = load_config(overrides=[*TINY_OVERRIDES, budget, *more])
     return config, Runner(config, tiny_build["build_dir"], echo=lambda _: None,
-                          force=("pruned",) if force else ()).run(until="pruned")
+                          force=("pruned",) if force else ()).run(until=until)
 
 
 @pytest.mark.slow
@@ -365,18 +366,31 @@ def test_the_tiny_flow_meets_an_mcu_budget_on_the_deployed_firmware(
 @pytest.mark.slow
 def test_the_tiny_flow_prunes_to_a_host_latency_budget(tiny_build: dict) -> None:
     """Timings vary: the budget is met by prediction, and the record says by how much the
-    prediction and the whole-model timing differ (no timing is asserted)."""
+    prediction and the whole-model timing differ (no timing is asserted). The limit lies
+    between the student's predicted latency and its latency at prune.min_channels (a small
+    model's host latency is mostly fixed costs), or at the student's own where pruning buys
+    nothing on this machine."""
     from pipeline.hardware_cost.model_cost import model_cost, target_cost_model
+    from pipeline.pruning.graph import analyse
+    from pipeline.pruning.surgery import apply_keep
     from pipeline.stage import load_model
 
-    student = load_model(tiny_build["run"].outcomes["student"].entry.path)
-    cost_model = target_cost_model("host", tiny_build["config"], tiny_build["build_dir"])
-    limit = round(0.7 * model_cost(student, cost_model, tiny_build["run"].dataset.x_train), 6)
-    config, run = _tiny_budget(tiny_build, f'prune.budget={{target="host", latency_ms={limit}, '
-                                           'steps=2, step_samples=256}')
+    settings = ("target.runtime.threads=1", "student.width=1.0")  # one thread: less noise
+    config, run = _tiny_budget(tiny_build, "prune.method=none", *settings, until="student")
+    student = load_model(run.outcomes["student"].entry.path)
+    cost_model = target_cost_model("host", config, tiny_build["build_dir"])
+    graph = analyse(student)
+    narrowest = apply_keep(student, graph, {g.index: np.arange(2)
+                                            for g in graph.prunable_groups()})
+    images = run.dataset.x_train
+    unpruned = model_cost(student, cost_model, images)
+    floor = model_cost(narrowest, cost_model, images)
+    limit = round((floor + unpruned) / 2 if floor < unpruned else unpruned, 6)
+    _, run = _tiny_budget(tiny_build, f'prune.budget={{target="host", latency_ms={limit}, '
+                                      'steps=2, step_samples=256}', *settings)
     budget = run.record("pruned")["budget"]
     assert budget["unit"] == "ms" and budget["target"] == "host"
-    assert budget["predicted"] <= limit < budget["unpruned"]["predicted"]
+    assert budget["predicted"] <= limit and budget["unpruned"]["predicted"] == unpruned
     assert budget["measured"] > 0 and budget["spread"]["low"] <= budget["spread"]["high"]
     assert budget["prediction_error"] is not None
     assert budget["values_used"]  # the table's values the search decided from
