@@ -7,9 +7,9 @@ measured in the same interleaved rounds; the invoke's cost is that empty model's
 On one thread each is the median of its runs; on more, the fastest block's median
 (devices/litert_timing.py), the least disturbed: an op alone wakes its thread pool for every
 invoke, which inside a whole model it mostly does not, and on a busy machine that wake-up
-dominates small ops (benchmarks/hardware_cost.py, 2 threads on 2 shared cores: medians
-over-predicted whole models by 66% at the median, the fastest blocks by 19%; on one thread
-medians 2%, the fastest blocks 9%).
+dominates small ops (benchmarks/hardware_cost.py on 2 cores beside a training run, 2
+threads: medians over-predicted whole models by 66% at the median, the fastest blocks by
+19%; on one thread medians 2%; with the machine quiet, 3.3% and 1.8%).
 Timings differ run to run: the table keeps the first measurement of each signature, so a
 search decides from the table as it stood, and the prune record holds the values it used.
 The prediction's error against a whole-model timing is in the record and in
