@@ -443,7 +443,9 @@ def headline(record: dict[str, Any]) -> str:
         text += f" sparsity={record['sparsity']:.2f} gzip={record['gzip_bytes_after']:,}B"
     budget = record.get("budget")
     if budget:
-        text += (f" {budget['target']}={budget['measured']:,.6g} {budget['unit']} "
+        measured = (f"{budget['measured']:,.0f}" if budget["unit"] == "instructions"
+                    else f"{budget['measured']:.4g}")
+        text += (f" {budget['target']}={measured} {budget['unit']} "
                  f"({100 * budget['of_limit']:.1f}% of the budget"
                  f"{'' if budget['met'] else ', OVER'})")
     return text
