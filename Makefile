@@ -7,6 +7,9 @@ TARGETS ?= host rpi phone mcu
 CONFIG ?= configs/default.toml
 SET ?=
 PYTEST_ARGS ?=
+# pytest-xdist: two workers, each test file on one (its module fixtures built once); "-n 0"
+# runs in this process
+TEST_WORKERS ?= -n 2 --dist loadfile
 BASELINE ?=
 MAX_REGRESSION ?=
 WORKERS ?= 2
@@ -90,8 +93,8 @@ train-cluster: setup ## train with multi-worker on WORKERS local processes
 models: setup ## list the model zoo
 	$(PIPELINE) models
 
-test: setup ## run the test suite [PYTEST_ARGS=…]; a test whose system program is missing skips
-	$(BIN)/python -m pytest $(PYTEST_ARGS)  # developer flags, not data
+test: setup ## run the test suite [PYTEST_ARGS=…] [TEST_WORKERS="-n 0"]; a test whose system program is missing skips
+	$(BIN)/python -m pytest $(TEST_WORKERS) $(PYTEST_ARGS)  # developer flags, not data
 
 test-deps: ## install the Debian packages the tests need (tests/system-packages.txt; sudo when not root)
 	bash tests/install-system-packages.sh

@@ -13,6 +13,7 @@ from tests.system_tools import (  # noqa: F401 - pytest finds the hooks by name 
     pytest_configure,
     pytest_runtest_makereport,
     pytest_runtest_setup,
+    pytest_runtest_logreport,
     pytest_unconfigure,
 )
 

@@ -103,7 +103,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         require(*marker.args)
 
 
-_MISSING = pytest.StashKey[list]()  # the programs each skipped test missed
+# the programs each skipped test missed, gathered from the reports: under pytest-xdist they
+# reach the controlling process (which prints the last line) as report.user_properties
+_MISSING: list[list[str]] = []
+_MISSING_PROPERTY = "missing_programs"
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -114,18 +117,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> objec
         return
     reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
     if call.excinfo is not None and isinstance(call.excinfo.value, MissingPrograms):
-        item.config.stash.setdefault(_MISSING, []).append(call.excinfo.value.programs)
+        report.user_properties.append((_MISSING_PROPERTY, call.excinfo.value.programs))
         reason = call.excinfo.value.msg
     if running_in_ci():
         report.outcome = "failed"
         report.longrepr = f"skipped under CI=true, which must run every test: {reason}"
 
 
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _MISSING.extend(value for name, value in report.user_properties
+                    if name == _MISSING_PROPERTY)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     """The run's last line: how many tests a missing program skipped, and the fix."""
-    skipped = config.stash.get(_MISSING, [])
-    if not skipped:
+    if not _MISSING or hasattr(config, "workerinput"):  # an xdist worker: its controller says it
         return
+    skipped = _MISSING
     programs = sorted({program for missed in skipped for program in missed})
     packages = sorted({package_of(program) for program in programs})
     outcome = "failed under CI=true" if running_in_ci() else "skipped"

@@ -44,7 +44,8 @@ def test_without_programs():
 '''
 
 
-def _inner_run(tmp_path: Path, ci: str | None) -> subprocess.CompletedProcess[str]:
+def _inner_run(tmp_path: Path, ci: str | None, workers: tuple[str, ...] = ()
+               ) -> subprocess.CompletedProcess[str]:
     (tmp_path / "conftest.py").write_text(INNER_CONFTEST)
     (tmp_path / "test_inner.py").write_text(INNER_TESTS)
     empty_bin = tmp_path / "bin"
@@ -54,12 +55,19 @@ def _inner_run(tmp_path: Path, ci: str | None) -> subprocess.CompletedProcess[st
     if ci is not None:
         environment["CI"] = ci
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-ra", "-p", "no:cacheprovider", str(tmp_path)],
+        [sys.executable, "-m", "pytest", "-q", "-ra", "-p", "no:cacheprovider", *workers,
+         str(tmp_path)],
         cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=120)
 
 
-def test_a_missing_program_skips_outside_ci_naming_its_package(tmp_path: Path) -> None:
-    result = _inner_run(tmp_path, ci=None)
+# make test runs two pytest-xdist workers: the last line comes from the controlling process
+WORKERS = pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["one-process", "xdist"])
+
+
+@WORKERS
+def test_a_missing_program_skips_outside_ci_naming_its_package(tmp_path: Path,
+                                                               workers: tuple[str, ...]) -> None:
+    result = _inner_run(tmp_path, ci=None, workers=workers)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed, 2 skipped" in result.stdout
     assert "needs qemu-system-arm (Debian: qemu-system-arm; `make test-deps` installs it)" \
@@ -70,8 +78,9 @@ def test_a_missing_program_skips_outside_ci_naming_its_package(tmp_path: Path) -
                     "installs them (apt-get install adb openssh-client qemu-system-arm)")
 
 
-def test_a_missing_program_fails_under_ci(tmp_path: Path) -> None:
-    result = _inner_run(tmp_path, ci="true")
+@WORKERS
+def test_a_missing_program_fails_under_ci(tmp_path: Path, workers: tuple[str, ...]) -> None:
+    result = _inner_run(tmp_path, ci="true", workers=workers)
     assert result.returncode == 1, result.stdout + result.stderr
     # the skip is raised while setting the test up, so pytest counts the failure as an error
     assert "1 passed, 2 errors" in result.stdout
