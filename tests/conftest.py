@@ -11,9 +11,9 @@ import pytest
 
 from tests.system_tools import (  # noqa: F401 - pytest finds the hooks by name here
     pytest_configure,
+    pytest_runtest_logreport,
     pytest_runtest_makereport,
     pytest_runtest_setup,
-    pytest_runtest_logreport,
     pytest_unconfigure,
 )
 
