@@ -30,8 +30,24 @@ Number = int | bool | str
 Options = tuple[tuple[str, Any], ...]
 
 
+class CanonicalKey:
+    """`key`: one line of canonical JSON of `to_dict()` (equal signatures, equal keys), and
+    `digest`, its short sha256: a measurement's file name in the cost table."""
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @property
+    def key(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.key.encode()).hexdigest()[:24]
+
+
 @dataclass(frozen=True)
-class OpSignature:
+class OpSignature(CanonicalKey):
     op: str
     inputs: tuple[tuple[int, ...], ...]  # every input's shape, constants included
     output: tuple[int, ...]
@@ -55,15 +71,6 @@ class OpSignature:
             values=tuple((position, tuple(values)) for position, values in document["values"]),
             full_range=document["full_range"], slow_channels=document["slow_channels"])
 
-    @property
-    def key(self) -> str:
-        """One line of canonical JSON: equal signatures, equal keys."""
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-
-    @property
-    def digest(self) -> str:
-        return hashlib.sha256(self.key.encode()).hexdigest()[:24]
-
     def option(self, name: str, default: Any = None) -> Any:
         return dict(self.options).get(name, default)
 
@@ -85,7 +92,7 @@ class OpSignature:
 
 
 @dataclass(frozen=True)
-class IoSignature:
+class IoSignature(CanonicalKey):
     """The model's one input and one output (shape, type): the invoke's copies."""
 
     input: tuple[int, ...]
@@ -96,14 +103,6 @@ class IoSignature:
     def to_dict(self) -> dict[str, Any]:
         return {"input": list(self.input), "input_type": self.input_type,
                 "output": list(self.output), "output_type": self.output_type}
-
-    @property
-    def key(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-
-    @property
-    def digest(self) -> str:
-        return hashlib.sha256(self.key.encode()).hexdigest()[:24]
 
 
 def _tupled(value: Any) -> Any:
