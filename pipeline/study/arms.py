@@ -29,8 +29,13 @@ ARM_LABELS = {
 HARDWARE_ARMS = ("prune-hw", "distill+prune-hw")
 
 
+# every arm but the hardware-aware ones ignores a prune.budget of the user's config (whose
+# steps and step_samples _budget reads)
+NO_BUDGET: Overrides = {"prune.budget": None}
+
+
 def _student_only(width: float, loss: str) -> Overrides:
-    return {"student.width": width, "student.loss": loss, "prune.method": "none"}
+    return {"student.width": width, "student.loss": loss, "prune.method": "none", **NO_BUDGET}
 
 
 def _scratch(plan: LevelPlan, config: PipelineConfig) -> Overrides:
@@ -46,7 +51,7 @@ def _pruned(width: float, source: str, ratio: float, finetune: str,
     # channel pruning by ratio (threshold 0): whole channels go, so the MACs really fall
     return {"student.width": width, "student.loss": config.student.loss,
             "prune.method": "channel", "prune.source": source, "prune.ratio": ratio,
-            "prune.threshold": 0.0, "prune.finetune": finetune}
+            "prune.threshold": 0.0, "prune.finetune": finetune, **NO_BUDGET}
 
 
 def _prune(plan: LevelPlan, config: PipelineConfig) -> Overrides:

@@ -299,7 +299,12 @@ def test_the_hardware_aware_arms_reach_the_level_by_measured_cost(tiny_build: di
     from pipeline.study.report import write_study
 
     arms = ("prune", "distill+prune", "prune-hw", "distill+prune-hw")
-    _, study = _study(tiny_build, tmp_path, ("mcu",), lambda _: None, arms)
+    # the config's own budget sets the search's steps: two, on a quarter of the default's
+    # images, keep this test a minute shorter (the default config's study: README)
+    few_steps = {"prune.budget": {"target": "mcu", "instructions": 1, "steps": 2,
+                                  "step_samples": 256}}
+    build = {**tiny_build, "config": with_values(tiny_build["config"], few_steps)}
+    _, study = _study(build, tmp_path, ("mcu",), lambda _: None, arms)
     plan = study.plans[0]
     assert plan.cost is not None and plan.cost.target == "mcu"
     records = {point.record["arm"]: point.record for point in study.points}
@@ -364,3 +369,23 @@ def test_the_report_embeds_the_study(small_study: dict) -> None:
     assert summary.replace("|", "\\|") in markdown
     assert "![front_host](study/front_host.png)" in markdown
     assert 'alt="study/front_host.png"' in result.html.read_text()
+
+
+def test_a_config_with_its_own_budget_gives_it_to_the_hardware_aware_arms_alone() -> None:
+    """A user's `prune.budget` sets the search's steps for prune-hw; the uniform and the
+    student arms prune by ratio or not at all, as without it."""
+    from pipeline.study.arms import ARMS
+    from pipeline.study.levels import LevelCost, LevelPlan
+
+    config = load_config(overrides=[
+        'prune.budget={target="mcu", instructions=300000, steps=2, step_samples=64}'])
+    plan = LevelPlan(fraction=0.25, label="1/4", teacher_macs=1_000_000, student_width=0.5,
+                     teacher_prune_ratio=0.5, wide_student_width=0.7, student_prune_ratio=0.5,
+                     cost=LevelCost(target="mcu", quantity="instructions", teacher=2_000_000))
+    for arm in STUDY_ARMS:
+        budget = with_values(config, ARMS[arm](plan, config)).prune.budget
+        if arm in HARDWARE_ARMS:
+            assert budget is not None and (budget.instructions, budget.steps,
+                                           budget.step_samples) == (500_000, 2, 64), arm
+        else:
+            assert budget is None, arm
