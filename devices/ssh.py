@@ -236,7 +236,7 @@ def _run(command: list[str], stdin_path: Path | None, timeout: float, where: str
         return subprocess.CompletedProcess(result.args, result.returncode,
                                            result.stdout.decode(errors="replace"),
                                            result.stderr.decode(errors="replace"))
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, PermissionError) as exc:  # absent, or present but not executable
         raise DeviceError(f"{where}: {missing_hint}") from exc
     except subprocess.TimeoutExpired as exc:
         raise DeviceError(f"{where}: device command did not finish within {timeout:g} s: "

@@ -44,6 +44,7 @@ def test_2_a_usage_config_or_input_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.needs("ssh")  # without the client the device is never tried
 def test_3_a_device_that_cannot_be_reached(tiny_build: dict, tmp_path: Path) -> None:
     from pipeline.deploy import build_artifacts
 

@@ -20,7 +20,8 @@ from pipeline.config import BUDGET_QUANTITIES, hashed_section, load_config
 from tests.conftest import TINY_OVERRIDES
 from tests.system_tools import NEEDS_MCU
 
-MCU_BUDGET = 'prune.budget={target="mcu", instructions=300000}'
+# three steps on a quarter of the default's images: the search's plumbing at half its time
+MCU_BUDGET = 'prune.budget={target="mcu", instructions=300000, steps=3, step_samples=256}'
 
 
 # -- the config ----------------------------------------------------------------------------
@@ -53,11 +54,14 @@ def test_a_budget_refuses_settings_it_replaces(item: str, key: str) -> None:
 def test_a_budget_is_an_inline_table_or_dotted_keys_and_part_of_the_prune_key() -> None:
     inline = load_config(overrides=[MCU_BUDGET])
     dotted = load_config(overrides=["prune.budget.target=mcu",
-                                    "prune.budget.instructions=300000"])
+                                    "prune.budget.instructions=300000",
+                                    "prune.budget.steps=3", "prune.budget.step_samples=256"])
     assert inline.prune.budget == dotted.prune.budget
     assert inline.prune.budget.quantity == "instructions" and inline.prune.budget.limit == 3e5
     assert hashed_section(inline.prune)["budget"] == {
-        "target": "mcu", "instructions": 300000, "steps": 6, "step_samples": 1024}
+        "target": "mcu", "instructions": 300000, "steps": 3, "step_samples": 256}
+    defaults = load_config(overrides=['prune.budget={target="mcu", instructions=300000}'])
+    assert (defaults.prune.budget.steps, defaults.prune.budget.step_samples) == (6, 1024)
     assert "budget" not in hashed_section(load_config().prune)  # no budget: keys as before
     host = load_config(overrides=['prune.budget={target="host", latency_ms=4.0}'])
     assert host.prune.budget.quantity == "latency_ms"

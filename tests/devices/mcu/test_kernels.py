@@ -19,6 +19,8 @@ from devices.mcu.host_runner import HostModel
 from devices.mcu.reference import reference_outputs
 from tests.system_tools import NEEDS_MCU
 
+pytestmark = pytest.mark.needs("gcc")  # every case compiles the generated C for the host
+
 OP = tflite.BuiltinOperator
 OPTIONS = tflite.BuiltinOptions
 SAME, VALID = 0, 1
