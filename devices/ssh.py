@@ -123,6 +123,10 @@ SSH_FAILURES: tuple[tuple[str, str], ...] = (
      "{destination} is unreachable: network unreachable (hint: check the network)"),
     ("Could not resolve hostname",
      "{destination} is unreachable: unknown host name (hint: check RPI_HOST)"),
+    # the device went away mid-command; OpenSSH words it by how the socket died
+    *((marker, "the connection to {destination} dropped mid-command (hint: did the device "
+                "reboot, lose power or network? check it and run again)")
+      for marker in ("closed by", "Connection reset by", "Broken pipe")),
 )
 
 

@@ -186,6 +186,20 @@ def test_runner_crash_shows_its_stderr(sshd, tmp_path: Path, tiny_bundle: Path):
         adapter.cleanup()
 
 
+@pytest.mark.parametrize("stderr", [
+    "Connection to 127.0.0.1 closed by remote host.", "Connection closed by 127.0.0.1 port 22",
+    "Connection reset by 127.0.0.1 port 22", "client_loop: send disconnect: Broken pipe"])
+def test_a_connection_that_dies_mid_command_is_one_message(stderr: str):
+    """OpenSSH words a device that went away by how its socket died (the fault test of a
+    killed sshd met each of the first three): the user reads one message."""
+    from devices.ssh import SshSettings
+
+    profile = load_profile("rpi", environ={"RPI_HOST": "127.0.0.1", "RPI_USER": "pi"})
+    transport = SshTransport(SshSettings.from_profile(profile), "rpi (pi@127.0.0.1:22)")
+    message = str(transport.failure(stderr))
+    assert "the connection to pi@127.0.0.1 dropped mid-command" in message, message
+
+
 def test_transport_registry_has_ssh_and_local():
     from devices.ssh import TRANSPORTS
 

@@ -112,8 +112,8 @@ def test_sshd_killed_mid_run(start_sshd, bundle_copy: Path, tmp_path: Path) -> N
 
     remote = _wait_for(runner_sleeping, cli)
     _kill_tree(server.process.pid)  # the Pi loses power: daemon, session, runner
-    # OpenSSH says "Connection closed by H" or "Connection to H closed by remote host"
-    _judge("sshd killed mid-run (rpi)", cli, folder, manifest_hash, "closed by")
+    # OpenSSH says "closed by" or "reset by" as the socket happened to die: one message
+    _judge("sshd killed mid-run (rpi)", cli, folder, manifest_hash, "dropped mid-command")
     assert all(processes_running_from(path) == [] for path in remote)
     for path in remote:  # what a Pi that lost power keeps in its /tmp until it reboots
         shutil.rmtree(path)
