@@ -19,7 +19,7 @@ from devices.fsutil import sha256_file
 from devices.profiles import load_profile
 from devices.profiling import profile_target
 from devices.registry import create_adapter
-from devices.ssh import SshTransport
+from devices.ssh import SshSettings, SshTransport
 from tests.contracts import assert_one_report_shape
 from tests.devices.timeouts import (
     SLEEPING_RUNNER,
@@ -191,9 +191,7 @@ def test_runner_crash_shows_its_stderr(sshd, tmp_path: Path, tiny_bundle: Path):
     "Connection reset by 127.0.0.1 port 22", "client_loop: send disconnect: Broken pipe"])
 def test_a_connection_that_dies_mid_command_is_one_message(stderr: str):
     """OpenSSH words a device that went away by how its socket died (the fault test of a
-    killed sshd met each of the first three): the user reads one message."""
-    from devices.ssh import SshSettings
-
+    killed sshd met both "closed by" and "reset by"): the user reads one message."""
     profile = load_profile("rpi", environ={"RPI_HOST": "127.0.0.1", "RPI_USER": "pi"})
     transport = SshTransport(SshSettings.from_profile(profile), "rpi (pi@127.0.0.1:22)")
     message = str(transport.failure(stderr))
